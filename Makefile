@@ -1,0 +1,47 @@
+# modelops — every target installs what it needs itself (virtualenv, Debian packages, tools), idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+HELM := $(TOOLS)/helm
+PYTEST_ARGS ?=
+
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(TOOLS):$(PATH)
+
+.PHONY: help venv deps test lint crds demo bench clean unit
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install modelops with its dev extras (fast when nothing changed)
+
+deps: venv ## Debian packages and tools the tests use (prometheus, promtool, helm)
+	@bash scripts/ensure-deps.sh
+
+lint: venv ## ruff, mypy strict on operator/, import-linter contracts
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+crds: venv ## regenerate crds/ from the API models
+	$(BIN)/python -m modelops.api.crd crds
+
+test: deps lint ## the whole test suite (lint included)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv ## the fast tests only
+	$(BIN)/python -m pytest -m 'not integration and not e2e' $(PYTEST_ARGS)
+
+clean: ## remove the virtualenv, tools and caches
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
