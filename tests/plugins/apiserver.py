@@ -1,0 +1,1 @@
+"""pytest fixtures for the Kubernetes API emulator (see modelops.sandbox.apiserver)."""

@@ -1,0 +1,1 @@
+"""pytest fixtures for a real Prometheus server (see modelops.sandbox.prometheus)."""
