@@ -35,6 +35,7 @@ from .deployment import (
     Step,
     Verdict,
 )
+from .errors import describe, field_path
 from .retirement import (
     ModelRetirement,
     ModelRetirementSpec,
@@ -78,6 +79,8 @@ __all__ = [
     "Step",
     "Threshold",
     "Verdict",
+    "describe",
+    "field_path",
     "format_duration",
     "parse_duration",
 ]

@@ -73,6 +73,7 @@ class ApiModel(BaseModel):
         extra="forbid",
         validate_assignment=False,
         use_enum_values=True,
+        allow_inf_nan=False,
     )
 
     def to_k8s(self) -> dict[str, Any]:

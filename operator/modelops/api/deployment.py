@@ -116,9 +116,9 @@ class TrafficSpec(ApiModel):
         settings = {"gatewayAPI": self.gateway_api, "istio": self.istio, "replicas": self.replicas}
         for router, value in settings.items():
             if router == self.router and value is None:
-                raise ValueError(f"traffic.{router} is required when router is {router!r}")
+                raise ValueError(f"{router} settings are required when router is {router!r}")
             if router != self.router and value is not None:
-                raise ValueError(f"traffic.{router} is forbidden when router is {self.router!r}")
+                raise ValueError(f"{router} settings are forbidden when router is {self.router!r}")
         return self
 
 
