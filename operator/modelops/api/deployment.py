@@ -425,6 +425,17 @@ class GateStatus(ApiModel):
     message: str = ""
 
 
+class GateBaseline(ApiModel):
+    """The numbers one gate reported for the stable version: the baseline a candidate's checks compare with.
+
+    ``metrics`` is flattened to dotted paths (``{"auc": {"macro": 0.8}}`` becomes ``{"auc.macro": 0.8}``).
+    """
+
+    name: str
+    version: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
 class ApprovalStatus(ApiModel):
     team: str
     approved_at: datetime
@@ -445,6 +456,9 @@ class RetrainingStatus(ApiModel):
     reason: str = ""
     produced_version: str | None = None
     produced_uri: str | None = None
+    consumed_at: datetime | None = Field(
+        default=None, description="when the produced version was taken as a candidate (or dropped)"
+    )
     message: str = ""
 
 
@@ -483,15 +497,25 @@ class ModelDeploymentStatus(ApiModel):
     last_progress_at: datetime | None = None
     paused: bool = False
     previous_stable_version: str | None = None
+    previous_stable_uri: str | None = None
     promoted_at: datetime | None = None
     analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
     gates: list[GateStatus] = Field(default_factory=list)
+    stable_gates: list[GateBaseline] = Field(
+        default_factory=list, description="the stable version's gate results: the baseline of the next candidate"
+    )
     approvals: list[ApprovalStatus] = Field(default_factory=list)
     monitoring: MonitoringStatus = Field(default_factory=MonitoringStatus)
     retraining: RetrainingStatus = Field(default_factory=RetrainingStatus)
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    observed_spec_version: str | None = Field(
+        default=None, description="spec.model.version when last seen: a different one starts a rollout"
+    )
     last_request: RequestRecord | None = None
+    requests: list[RequestRecord] = Field(
+        default_factory=list, max_length=HISTORY_LIMIT, description="the manual requests consumed, newest last"
+    )
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
 
 

@@ -125,6 +125,7 @@ class RemovedObject(ApiModel):
 class ModelRetirementStatus(ApiModel):
     phase: RetirementPhase = RetirementPhase.SCHEDULED
     message: str = ""
+    version: str | None = Field(default=None, description="the version retired, fixed when draining starts")
     scheduled_for: datetime | None = None
     drain_step: int | None = Field(default=None, ge=0)
     drained_weight: int = Field(default=0, ge=0, le=100, description="percent moved to the replacement")

@@ -64,3 +64,39 @@ def effective_weight(stable_replicas: int, canary_replicas: int) -> int:
     if total == 0:
         return 0
     return _round_half_up(100 * canary_replicas, total)
+
+
+def canary_weights(stable: str | None, candidate: str | None, canary_weight: int) -> dict[str, int]:
+    """The split of traffic between the stable version and the candidate: percent per version, summing to 100.
+
+    ======== ========= ====== =====================
+    stable   candidate weight result
+    ======== ========= ====== =====================
+    v1       v2        25     {v1: 75, v2: 25}
+    v1       v2        0      {v1: 100, v2: 0}
+    v1       None      any    {v1: 100}
+    None     v2        any    {v2: 100} (nothing else to serve)
+    None     None      any    {} (nothing serves yet)
+    ======== ========= ====== =====================
+
+    >>> canary_weights("v1", "v2", 25)
+    {'v1': 75, 'v2': 25}
+    >>> canary_weights("v1", None, 25)
+    {'v1': 100}
+    """
+    if not 0 <= canary_weight <= 100:
+        raise ValueError(f"weight must be in 0..100, got {canary_weight}")
+    if stable is None:
+        return {candidate: 100} if candidate else {}
+    if candidate is None or candidate == stable:
+        return {stable: 100}
+    return {stable: 100 - canary_weight, candidate: canary_weight}
+
+
+def step_weights(weights: list[int]) -> list[tuple[int, int]]:
+    """Each step as ``(stable, candidate)`` percent: the table a rollout walks through.
+
+    >>> step_weights([5, 25, 50, 100])
+    [(95, 5), (75, 25), (50, 50), (0, 100)]
+    """
+    return [(100 - w, w) for w in weights]
