@@ -1,0 +1,40 @@
+"""A router that keeps the split in memory and records every call: for the core's and the handlers' tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .base import check_weights, nonzero
+
+
+@dataclass
+class FakeRouter:
+    """``weights`` None plays a missing route object; ``calls`` lists (method, argument) in order."""
+
+    weights: dict[str, int] | None = field(default_factory=dict)
+    calls: list[tuple[str, object]] = field(default_factory=list)
+    writes: int = 0
+
+    def set_weights(self, weights: Mapping[str, int]) -> bool:
+        wanted = check_weights(weights)
+        self.calls.append(("set_weights", dict(wanted)))
+        if self.weights == wanted:
+            return False
+        self.weights = wanted
+        self.writes += 1
+        return True
+
+    def get_weights(self) -> dict[str, int] | None:
+        self.calls.append(("get_weights", None))
+        return None if self.weights is None else dict(self.weights)
+
+    def verify_weights(self, weights: Mapping[str, int]) -> bool:
+        self.calls.append(("verify_weights", dict(weights)))
+        return self.weights is not None and nonzero(self.weights) == nonzero(check_weights(weights))
+
+    def finalize(self, stable_version: str) -> None:
+        self.calls.append(("finalize", stable_version))
+        if self.weights is not None and self.weights != {stable_version: 100}:
+            self.weights = {stable_version: 100}
+            self.writes += 1
