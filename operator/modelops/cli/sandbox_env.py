@@ -1,0 +1,336 @@
+"""``modelops sandbox up`` / ``down`` / ``status``: the whole local environment as one command.
+
+``up`` runs :class:`~modelops.sandbox.env.SandboxEnv` in the foreground until Ctrl-C (or SIGTERM), writing
+``<dir>/state.json`` (pids, ports, URLs, refreshed every few seconds) and ``<dir>/kubeconfig``. ``up --detach``
+starts that same foreground process in its own session, waits until the state file says it is ready, and returns.
+``down`` asks the supervising process to stop (SIGTERM: it stops everything in order), then finds any process still
+carrying the sandbox's id in its environment and kills it, and checks that none is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register_env_commands", "run_down", "run_status", "run_up"]
+
+DEFAULT_DIR = Path(".sandbox")
+_MAIN = "import sys; from modelops.cli import main; sys.exit(main())"
+#: how often the foreground ``up`` refreshes the state file (the runner's processes come and go)
+STATE_REFRESH = 2.0
+
+
+def register_env_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``up``, ``down`` and ``status`` to the ``sandbox`` subcommand group."""
+    up = commands.add_parser(
+        "up",
+        help="start the local environment (API emulator, Prometheus, runner, gateway, operator)",
+        description="Start, on 127.0.0.1, the Kubernetes API emulator with the CRDs, a real Prometheus, the local "
+        "runner (Deployments and Jobs as processes), a gateway per model and the operator. Stays in the foreground "
+        "until Ctrl-C unless --detach.",
+    )
+    _dir_option(up)
+    up.add_argument("--detach", action="store_true", help="return once everything is ready; stop with `down`")
+    up.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="namespace the runner and operator watch (repeatable; default: all)",
+    )
+    up.add_argument(
+        "--gateway",
+        action="append",
+        dest="gateways",
+        metavar="[NS/]MODEL",
+        help="ModelDeployment that gets a gateway (repeatable; default: default/recommender)",
+    )
+    up.add_argument("--no-operator", dest="operator", action="store_false", help="do not start `modelops run`")
+    up.add_argument("--api-port", type=int, default=0, help="API emulator port (default: a free one)")
+    up.add_argument("--prometheus-port", type=int, default=0, help="Prometheus port (default: a free one)")
+    up.add_argument("--gateway-port", type=int, default=0, help="port of the first gateway (default: a free one)")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
+    up.add_argument("--sandbox-id", help=argparse.SUPPRESS)
+    up.set_defaults(func=run_up)
+
+    down = commands.add_parser("down", help="stop everything `up` started", description=run_down.__doc__)
+    _dir_option(down)
+    down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop before killing")
+    down.set_defaults(func=run_down)
+
+    status = commands.add_parser("status", help="show what the sandbox runs", description=run_status.__doc__)
+    _dir_option(status)
+    status.add_argument("--json", action="store_true", help="print the state as JSON")
+    status.set_defaults(func=run_status)
+
+
+def _dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir", type=Path, default=DEFAULT_DIR, help=f"the sandbox's directory (state, logs; default {DEFAULT_DIR})"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------- up
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Start the environment; in the foreground until interrupted, or detached with ``--detach``."""
+    directory: Path = args.dir
+    state = read_state(directory)
+    if state is not None and _alive(state.get("supervisor_pid")):
+        print(f"a sandbox already runs from {directory} (pid {state['supervisor_pid']}); stop it with `down`")
+        return 1
+    if args.detach:
+        return _detach(args)
+    return _foreground(args)
+
+
+def _foreground(args: argparse.Namespace) -> int:
+    from modelops.sandbox.env import SANDBOX_ID_ENV, SandboxEnv, SandboxError
+
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    sandbox_id = args.sandbox_id or uuid.uuid4().hex[:12]
+    # Everything started from here inherits the id, whoever starts it (``down`` finds strays by it).
+    os.environ[SANDBOX_ID_ENV] = sandbox_id
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=str(directory / "sandbox.log"),
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    env = SandboxEnv(
+        directory,
+        namespaces=args.namespaces,
+        gateway_models=tuple(args.gateways or ("default/recommender",)),
+        operator=args.operator,
+        apiserver_port=args.api_port,
+        prometheus_port=args.prometheus_port,
+        gateway_port=args.gateway_port,
+        sandbox_id=sandbox_id,
+    )
+    stop = threading.Event()
+    try:
+        env.start()
+    except SandboxError as e:
+        print(f"sandbox up failed: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        logging.exception("sandbox up failed")
+        print(f"sandbox up failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        env.write_state(ready=True)
+        print(describe(env.state()), flush=True)
+        while not stop.wait(STATE_REFRESH):
+            env.write_state(ready=True)
+    finally:
+        print("stopping the sandbox...", flush=True)
+        env.stop()
+        env.state_file.unlink(missing_ok=True)
+        print("sandbox stopped", flush=True)
+    return 0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    from modelops.sandbox.env import SANDBOX_ID_ENV
+
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    sandbox_id = uuid.uuid4().hex[:12]
+    argv = [sys.executable, "-c", _MAIN, "sandbox", "up", "--dir", str(directory), "--sandbox-id", sandbox_id]
+    for ns in args.namespaces or ():
+        argv += ["--namespace", ns]
+    for gw in args.gateways or ():
+        argv += ["--gateway", gw]
+    if not args.operator:
+        argv.append("--no-operator")
+    argv += ["--api-port", str(args.api_port), "--prometheus-port", str(args.prometheus_port)]
+    argv += ["--gateway-port", str(args.gateway_port)]
+    log_path = directory / "up.log"
+    (directory / "state.json").unlink(missing_ok=True)
+    with log_path.open("ab") as out:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, SANDBOX_ID_ENV: sandbox_id},
+        )
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = read_state(directory)
+        if state is not None and state.get("sandbox_id") == sandbox_id and state.get("ready"):
+            print(describe(state), flush=True)
+            # The child outlives this process on purpose: tell Popen not to reap it nor warn about it.
+            child.returncode = 0
+            return 0
+        if child.poll() is not None:
+            print(f"sandbox up failed (exit {child.returncode}); its log {log_path}:", file=sys.stderr)
+            print(_tail(log_path), file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print(f"sandbox not ready after {args.timeout}s; stopping it. Its log {log_path}:", file=sys.stderr)
+    print(_tail(log_path), file=sys.stderr)
+    _stop_pid(child.pid, 30.0)
+    child.wait()
+    return 1
+
+
+def describe(state: dict[str, Any]) -> str:
+    """How to use a running sandbox: its parts and the kubectl commands that talk to it."""
+    lines = [f"sandbox {state['sandbox_id']} is up (supervisor pid {state['supervisor_pid']})"]
+    if state.get("apiserver"):
+        lines.append(f"  API server  {state['apiserver']['url']}")
+    if state.get("prometheus"):
+        lines.append(f"  Prometheus  {state['prometheus']['url']}")
+    for model, url in (state.get("gateways") or {}).items():
+        lines.append(f"  gateway     {url}  (POST /predict, routes {model} by its route's weights)")
+    if state.get("operator"):
+        lines.append(f"  operator    pid {state['operator']['pid']}, log {state['operator']['log']}")
+    for note in state.get("notes") or []:
+        lines.append(f"  note: {note}")
+    directory = state.get("directory", ".sandbox")
+    lines += [
+        "",
+        "Use it with kubectl or the kubernetes client:",
+        f"  export KUBECONFIG={state['kubeconfig']}",
+        "  kubectl apply -f examples/recommender.yaml",
+        "  kubectl get modeldeployments,deployments,jobs,pods",
+        f"Stop it: modelops sandbox down --dir {directory}",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------- down
+
+
+def run_down(args: argparse.Namespace) -> int:
+    """Stop every process `modelops sandbox up` started and check that none is left."""
+    from modelops.sandbox.env import find_sandbox_processes
+
+    directory: Path = args.dir
+    state = read_state(directory)
+    if state is None:
+        print(f"no sandbox state in {directory}: nothing to stop")
+        return 0
+    sandbox_id = str(state["sandbox_id"])
+    supervisor = state.get("supervisor_pid")
+    if _alive(supervisor):
+        print(f"stopping sandbox {sandbox_id} (pid {supervisor})...", flush=True)
+        _stop_pid(int(str(supervisor)), args.timeout)
+    strays = [p for p in find_sandbox_processes(sandbox_id) if p.pid != os.getpid()]
+    if strays:
+        print(f"killing {len(strays)} process(es) left behind: {[p.pid for p in strays]}", flush=True)
+        _stop_procs(strays, 5.0)
+    left = [p.pid for p in find_sandbox_processes(sandbox_id) if p.pid != os.getpid()]
+    if left:
+        print(f"processes still running: {left}", file=sys.stderr)
+        return 1
+    (directory / "state.json").unlink(missing_ok=True)
+    print(f"sandbox {sandbox_id} stopped; nothing of it runs")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- status
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Show what the sandbox runs (from its state file, checked against the live processes)."""
+    from modelops.sandbox.env import find_sandbox_processes
+
+    directory: Path = args.dir
+    state = read_state(directory)
+    if state is None:
+        print(f"no sandbox runs from {directory}")
+        return 1
+    alive = _alive(state.get("supervisor_pid"))
+    live = {p.pid for p in find_sandbox_processes(str(state["sandbox_id"]))}
+    if args.json:
+        print(json.dumps({**state, "running": alive, "live_pids": sorted(live)}, indent=2))
+        return 0 if alive else 1
+    if not alive:
+        print(f"sandbox {state['sandbox_id']}: supervisor (pid {state.get('supervisor_pid')}) is not running")
+        if live:
+            print(f"  {len(live)} of its processes are still running: `modelops sandbox down --dir {directory}`")
+        return 1
+    print(describe(state).split("\n\n")[0])
+    processes = state.get("processes") or []
+    print(f"  {len(processes)} workload process(es), {len(live)} sandbox processes in all:")
+    for p in processes:
+        running = "running" if p.get("pid") in live else "stopped"
+        ready = " ready" if p.get("ready") else ""
+        where = f" {p['url']}" if p.get("url") else ""
+        print(f"    {p['kind']:<10} {p['namespace']}/{p['pod']:<40} pid {p.get('pid')} {running}{ready}{where}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+
+
+def read_state(directory: Path) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads((directory / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _alive(pid: Any) -> bool:
+    import psutil
+
+    if not isinstance(pid, int):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+    except psutil.Error:
+        return
+    _stop_procs([proc], timeout)
+
+
+def _stop_procs(procs: list[Any], timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout``, SIGKILL what is left."""
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5.0)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,210 @@
+"""The runner's view of the API: plain dicts over a ``kubernetes`` ``ApiClient``, plus a watch that only wakes.
+
+The runner is level-triggered (it lists, compares, acts), so a watch event carries no data it relies on: it only cuts
+the wait before the next list short. Events whose object was already seen at that resourceVersion are ignored,
+because some servers (kmock's emulator) replay every object on each new watch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None:
+            base = f"{base}/namespaces/{quote(namespace, safe='')}"
+        path = f"{base}/{self.plural}"
+        if name is not None:
+            path = f"{path}/{quote(name, safe='')}"
+        if subresource is not None:
+            path = f"{path}/{subresource}"
+        return path
+
+
+DEPLOYMENTS = Kind("apps", "v1", "deployments")
+JOBS = Kind("batch", "v1", "jobs")
+SERVICES = Kind("", "v1", "services")
+PODS = Kind("", "v1", "pods")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class Client:
+    """get/list/create/patch/delete on JSON dicts; ``patch_status`` writes through the status subresource."""
+
+    def __init__(self, api_client: Any, timeout: float = 10.0) -> None:
+        self.api = api_client
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: Any = None,
+        stream: bool = False,
+    ) -> Any:
+        request = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(*request, _request_timeout=timeout or self.timeout)
+        except ApiException as e:
+            raise ApiError(int(e.status or 0), str(e.body or e.reason)) from e
+        if stream:
+            if not 200 <= response.status <= 299:
+                response.read()
+                raise ApiError(response.status, (response.data or b"").decode(errors="replace"))
+            return response
+        response.read()
+        text = response.data.decode("utf-8") if response.data else ""
+        if not 200 <= response.status <= 299:
+            raise ApiError(response.status, text or str(response.reason))
+        return json.loads(text) if text else None
+
+    def list(self, kind: Kind, namespace: str | None) -> list[Obj]:
+        answer = self.request("GET", kind.path(namespace)) or {}
+        items: list[Obj] = answer.get("items") or []
+        return items
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        try:
+            obj: Obj = self.request("GET", kind.path(namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return obj
+
+    def create(self, kind: Kind, namespace: str, body: Obj) -> Obj:
+        obj: Obj = self.request("POST", kind.path(namespace), body=body)
+        return obj
+
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Obj) -> Obj:
+        obj: Obj = self.request(
+            "PATCH", kind.path(namespace, name), body=patch, content_type="application/merge-patch+json"
+        )
+        return obj
+
+    def patch_status(self, kind: Kind, namespace: str, name: str, status: Obj) -> Obj:
+        """Merge-patch ``status`` through ``/status``; servers without the subresource get it on the object."""
+        body = {"status": status}
+        try:
+            obj: Obj = self.request(
+                "PATCH", kind.path(namespace, name, "status"), body=body, content_type="application/merge-patch+json"
+            )
+        except ApiError as e:
+            if e.status not in (404, 405):
+                raise
+            if self.get(kind, namespace, name) is None:
+                raise
+            return self.patch(kind, namespace, name, body)
+        return obj
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> None:
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        try:
+            self.request("DELETE", kind.path(namespace, name), body=body)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
+
+class Watcher:
+    """Watches one kind (in one namespace, or all) and calls ``wake`` on each event that says something new."""
+
+    def __init__(
+        self, client: Client, kind: Kind, namespace: str | None, wake: Callable[[], None], read_timeout: float = 30.0
+    ) -> None:
+        self.client = client
+        self.kind = kind
+        self.namespace = namespace
+        self.wake = wake
+        self.read_timeout = read_timeout
+        self._seen: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{kind.plural}-{namespace}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.response.shutdown()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._response = self.client.request(
+                    "GET",
+                    self.kind.path(self.namespace),
+                    query=[("watch", "true"), ("timeoutSeconds", str(int(self.read_timeout)))],
+                    timeout=(5.0, self.read_timeout + 5.0),
+                    stream=True,
+                )
+                for line in iter_resp_lines(self._response.response):  # type: ignore[no-untyped-call]
+                    if self._stop.is_set():
+                        return
+                    self._event(line)
+            except Exception as e:
+                if self._stop.is_set():
+                    return
+                log.debug("watch %s/%s: %s", self.kind.plural, self.namespace, e)
+                self._stop.wait(1.0)
+            finally:
+                self._response = None
+
+    def _event(self, line: str) -> None:
+        if not line.strip():
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        meta = (event.get("object") or {}).get("metadata") or {}
+        uid, version = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+        if event.get("type") == "DELETED":
+            self._seen.pop(uid, None)
+        elif uid and version and self._seen.get(uid) == version:
+            return
+        else:
+            self._seen[uid] = version
+        self.wake()
