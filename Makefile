@@ -27,6 +27,7 @@ venv: $(STAMP) ## create .venv and install modelops with its dev extras (fast wh
 
 deps: venv ## Debian packages and tools the tests use (prometheus, promtool, helm)
 	@bash scripts/ensure-deps.sh
+	@bash scripts/fetch-helm.sh >/dev/null
 
 lint: venv ## ruff, mypy strict on operator/, import-linter contracts
 	$(BIN)/ruff check operator tests
@@ -34,8 +35,9 @@ lint: venv ## ruff, mypy strict on operator/, import-linter contracts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-crds: venv ## regenerate crds/ from the API models
+crds: venv ## regenerate crds/ from the API models, and the copies in the chart and manifests
 	$(BIN)/python -m modelops.api.crd crds
+	$(BIN)/python scripts/render-manifests.py
 
 test: deps lint ## the whole test suite (lint included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
