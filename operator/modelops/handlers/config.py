@@ -1,0 +1,42 @@
+"""The operator's settings: from flags, with environment variables as defaults (12-factor, like the Helm chart sets)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    url: str = "http://127.0.0.1:9090"
+    token_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    metrics_port: int = 8080
+    metrics_address: str = "0.0.0.0"
+    health_port: int = 8081
+    log_format: str = "text"
+    peering: str | None = None
+    standalone: bool = True
+    gate_poll_seconds: float = 5.0
+    resync_seconds: float = 60.0
+    kubeconfig: str | None = None
+    verbose: bool = False
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def env_list(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())

@@ -1,0 +1,186 @@
+"""kopf glue: one daemon per object runs the reconcile loop; watch events wake it; deletion runs under a finalizer.
+
+Why a daemon and not ``on.create``/``on.update`` plus a timer: the analysis interval differs per object and the
+next due moment (a step's end, the next check, a scale-down) is known from status, so each object sleeps exactly
+until then; any watch event (a spec change, a manual request, our own status write) wakes it at once. kopf's
+create/update handlers would also store their progress in annotations: writes the operator does not need, since
+status is its only state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS, Conflict, KubeApi
+from modelops.api import GROUP, VERSION
+
+from .reconcile import Outcome, Runtime, finalize_deployment, reconcile_deployment, reconcile_retirement
+
+log = logging.getLogger("modelops")
+
+FINALIZER = "modelops.io/finalizer"
+#: A reconcile whose status write meets a newer object (409) starts again from a fresh read, this many times.
+CONFLICT_RETRIES = 3
+#: Retirement phases during which the retired deployment's route belongs to the retirement.
+DRAINING_PHASES = frozenset({"Draining", "CleaningUp", "Retired"})
+
+Key = tuple[str, str]
+
+
+def retiring(entries: Sequence[Mapping[str, Any]], now: datetime) -> bool:
+    """Whether a ModelRetirement owns the route of its target now: it started draining, or its time has come.
+
+    Looking at the schedule too (not only the phase) closes most of the window between the retirement's first route
+    write and its first status write, during which the deployment would otherwise "repair" the drained route.
+    """
+    for entry in entries:
+        status = entry.get("status") or {}
+        spec = entry.get("spec") or {}
+        if status.get("phase") in DRAINING_PHASES or status.get("startedAt"):
+            return True
+        when = status.get("scheduledFor") or spec.get("notBefore")
+        if when and datetime.fromisoformat(str(when).replace("Z", "+00:00")) <= now:
+            return True
+        if not spec.get("notBefore") and not spec.get("afterReplacementPromoted"):
+            return True  # no schedule: it starts at once
+    return False
+
+
+def _reconcile_fresh(
+    api: KubeApi, reconcile: Callable[[Mapping[str, Any]], Outcome], resource: Any, body: Mapping[str, Any]
+) -> Outcome:
+    """Reconcile; on a 409 from the status write, read the object again and reconcile that."""
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            return reconcile(body)
+        except Conflict:
+            meta = body["metadata"]
+            fresh = api.get(resource, meta["namespace"], meta["name"])
+            if fresh is None:
+                return Outcome(False, 0.0)
+            body = fresh
+    return reconcile(body)
+
+
+async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    """Until ``seconds`` pass, the object changes (``wake``), or the daemon is stopped."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) -> None:
+    """Register the handlers of both kinds in ``registry``; ``runtime()`` gives what reconciles talk to."""
+    wakers: dict[Key, asyncio.Event] = {}
+
+    def waker(memo: Any, namespace: str, name: str) -> asyncio.Event:
+        event: asyncio.Event | None = getattr(memo, "wake", None)
+        if event is None:
+            event = asyncio.Event()
+            memo.wake = event
+        wakers[(namespace, name)] = event
+        return event
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelops.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelops.io")
+        settings.posting.level = logging.WARNING  # kopf's own log lines are not turned into Events
+        settings.execution.max_workers = 32
+
+    @kopf.index(GROUP, VERSION, "modelretirements", registry=registry, id="retirements_by_target")
+    def retirements_by_target(
+        *, namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
+    ) -> dict[Key, dict[str, Any]]:
+        target = spec.get("modelDeployment")
+        return {(namespace or "", str(target)): {"spec": dict(spec), "status": dict(status)}}
+
+    # ------------------------------------------------------------------------------------ ModelDeployment
+
+    @kopf.on.event(GROUP, VERSION, "modeldeployments", registry=registry)
+    async def deployment_changed(*, memo: Any, namespace: str | None, name: str, **_: Any) -> None:
+        waker(memo, namespace or "", name).set()
+
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        "modeldeployments",
+        registry=registry,
+        cancellation_timeout=30.0,
+        when=lambda body, **_: not body.get("metadata", {}).get("deletionTimestamp"),
+    )
+    async def deployment_loop(
+        *, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, namespace: str | None, name: str, **kwargs: Any
+    ) -> None:
+        ns = namespace or ""
+        index: kopf.Index[Key, dict[str, Any]] = kwargs["retirements_by_target"]
+        wake = waker(memo, ns, name)
+        rt = runtime()
+        while not stopped:
+            wake.clear()
+            snapshot = copy.deepcopy(dict(body))
+            is_retiring = retiring(list(index.get((ns, name), [])), rt.clock())
+
+            def one(b: Mapping[str, Any], is_retiring: bool = is_retiring) -> Outcome:
+                return reconcile_deployment(rt, b, retiring=is_retiring)
+
+            try:
+                outcome = await asyncio.to_thread(_reconcile_fresh, rt.api, one, MODELDEPLOYMENTS, snapshot)
+                delay = outcome.next_in
+            except Exception:  # never let one object's bug stop its loop for good
+                log.exception("%s/%s: reconcile failed", ns, name)
+                rt.telemetry.observe_reconcile("ModelDeployment", 0.0, error=True)
+                delay = rt.poll_seconds
+            await _sleep(stopped, wake, delay)
+
+    @kopf.on.delete(GROUP, VERSION, "modeldeployments", registry=registry)
+    def deployment_deleted(*, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any) -> None:
+        rt = runtime()
+        index: kopf.Index[Key, dict[str, Any]] = kwargs["retirements_by_target"]
+        is_retiring = retiring(list(index.get((namespace or "", name), [])), rt.clock())
+        finalize_deployment(rt, copy.deepcopy(dict(body)), retiring=is_retiring)
+        wakers.pop((namespace or "", name), None)
+
+    # ------------------------------------------------------------------------------------ ModelRetirement
+
+    @kopf.on.event(GROUP, VERSION, "modelretirements", registry=registry)
+    async def retirement_changed(*, memo: Any, namespace: str | None, name: str, **_: Any) -> None:
+        waker(memo, namespace or "", f"retirement:{name}").set()
+
+    @kopf.daemon(GROUP, VERSION, "modelretirements", registry=registry, cancellation_timeout=30.0)
+    async def retirement_loop(
+        *, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, namespace: str | None, name: str, **_: Any
+    ) -> None:
+        ns = namespace or ""
+        wake = waker(memo, ns, f"retirement:{name}")
+        rt = runtime()
+        while not stopped:
+            wake.clear()
+            snapshot = copy.deepcopy(dict(body))
+            try:
+                outcome = await asyncio.to_thread(
+                    _reconcile_fresh, rt.api, lambda b: reconcile_retirement(rt, b), MODELRETIREMENTS, snapshot
+                )
+                delay = outcome.next_in
+                target = (snapshot.get("spec") or {}).get("modelDeployment")
+                if outcome.actions and target and (ns, target) in wakers:
+                    wakers[(ns, target)].set()  # the target sees the retirement's new phase promptly
+            except Exception:
+                log.exception("%s/%s: retirement reconcile failed", ns, name)
+                rt.telemetry.observe_reconcile("ModelRetirement", 0.0, error=True)
+                delay = rt.poll_seconds
+            await _sleep(stopped, wake, delay)
+
+
+__all__ = ["FINALIZER", "register", "retiring"]

@@ -1,0 +1,601 @@
+"""One reconcile of each kind: parse -> observe -> ``core`` decides -> execute the actions -> patch status.
+
+Synchronous on purpose: the ``kubernetes`` client and the Prometheus client block, so kopf runs these in threads
+(``asyncio.to_thread``), never inside the event loop. Nothing is kept between calls: every reconcile starts from
+the object as the API server has it, so the operator can be restarted at any moment.
+
+A reconcile that changes nothing writes nothing: status is patched only when the core returned a different one, and
+the adapters skip writes whose desired state is already in place. When an action fails, the new status is not
+written, so the next reconcile decides again from the same status (and retries the same actions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from croniter import croniter
+from pydantic import ValidationError
+
+from modelops.adapters.kube import (
+    DEPLOYMENTS,
+    MODELDEPLOYMENTS,
+    MODELRETIREMENTS,
+    Conflict,
+    KubeAdapter,
+    KubeApi,
+    KubeApiError,
+    NotOwnedError,
+    Obj,
+    Resource,
+    deployment_ready,
+    owner_labels,
+)
+from modelops.adapters.prometheus import MetricsProvider
+from modelops.adapters.routers import Router, RouterError, router_for
+from modelops.api import (
+    GatePhase,
+    ModelDeployment,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelRetirementSpec,
+    ModelRetirementStatus,
+    ObjectMeta,
+    Phase,
+    RetirementPhase,
+    describe,
+    parse_duration,
+)
+from modelops.api.common import Metric
+from modelops.core import (
+    Action,
+    ConditionType,
+    DeleteJob,
+    DeleteObject,
+    DeleteWorkload,
+    DeploymentObservations,
+    DeploymentView,
+    DrainTraffic,
+    EmitEvent,
+    EnsureWorkload,
+    JobResult,
+    Reading,
+    Reason,
+    RetirementObservations,
+    SetWeights,
+    StartGateJob,
+    StartRetrainingJob,
+    analysis_due,
+    decide,
+    desired_weights,
+    mark_invalid_spec,
+    monitoring_due,
+    parse_request,
+    plan_retirement,
+    set_condition,
+    workload_name,
+)
+from modelops.core.naming import VERSION_LABEL
+from modelops.core.promql import TemplateError, render
+from modelops.core.requests import REQUEST_ANNOTATION
+from modelops.telemetry import Telemetry
+
+log = logging.getLogger("modelops")
+
+#: How often an object with nothing due is looked at anyway (route drift, deleted children).
+IDLE_SECONDS = 60.0
+#: Never reconcile one object more often than this.
+MIN_SECONDS = 0.5
+
+ACTIVE_PHASES = frozenset({Phase.VALIDATING, Phase.PROGRESSING, Phase.PAUSED})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """What a reconcile talks to. Tests give fakes (``InMemoryKube``, a fake provider, a fixed clock)."""
+
+    api: KubeApi
+    metrics: MetricsProvider
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    clock: Callable[[], datetime] = utcnow
+    router_factory: Callable[[ModelDeploymentSpec, str, str], Router] | None = None
+    poll_seconds: float = 5.0
+    #: how often an object with nothing due is looked at anyway (route drift, deleted children)
+    idle_seconds: float = IDLE_SECONDS
+
+    def router(self, spec: ModelDeploymentSpec, namespace: str, name: str) -> Router:
+        if self.router_factory is not None:
+            return self.router_factory(spec, namespace, name)
+        return router_for(spec, namespace, name, self.api)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile did: whether it wrote status, when it wants to run again, and the error if one stopped it."""
+
+    wrote_status: bool
+    next_in: float
+    error: str | None = None
+    actions: tuple[Action, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------------- status
+
+
+def _status_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> Obj:
+    """A merge patch turning ``before`` into ``after`` (top-level status fields; removed ones become null)."""
+    patch: Obj = {k: v for k, v in after.items() if before.get(k) != v}
+    patch.update({k: None for k in before if k not in after})
+    return patch
+
+
+def write_status(api: KubeApi, resource: Resource, meta: ObjectMeta, raw_before: Mapping[str, Any], after: Obj) -> bool:
+    """Patch ``status`` through the status subresource, only what changed, guarded by the resourceVersion read.
+
+    Returns whether it wrote. A stale resourceVersion raises ``Conflict``: the caller reconciles again from a
+    fresh read instead of overwriting what someone else wrote.
+    """
+    patch = _status_patch(raw_before, after)
+    if not patch:
+        return False
+    body: Obj = {"status": patch}
+    if meta.resource_version:
+        body["metadata"] = {"resourceVersion": meta.resource_version}
+    api.patch(resource, meta.namespace, meta.name, body, subresource="status")
+    return True
+
+
+def _dump(status: ModelDeploymentStatus | ModelRetirementStatus) -> Obj:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+S = TypeVar("S", ModelDeploymentStatus, ModelRetirementStatus)
+
+
+def _parse_status(cls: type[S], raw: Mapping[str, Any]) -> S:
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        # Written by another version of the operator, or by hand: start over rather than stop working.
+        log.warning("status unreadable, starting from an empty one: %s", "; ".join(describe(exc, ("status",))))
+        return cls()
+
+
+# ------------------------------------------------------------------------------------------- deployments
+
+
+def query_values(meta: ObjectMeta, spec: ModelDeploymentSpec, version: str, interval: str) -> dict[str, str]:
+    return {"namespace": meta.namespace, "model": spec.model.name, "version": version, "interval": interval}
+
+
+def semantic_errors(spec: ModelDeploymentSpec, meta: ObjectMeta) -> list[str]:
+    """What the schema cannot catch and would break a rollout later: query templates that do not render."""
+    errors = []
+    sample = query_values(meta, spec, "v0", "1m")
+    groups: list[tuple[str, list[Metric]]] = [("spec.rollout.analysis.metrics", spec.rollout.analysis.metrics)]
+    if spec.monitoring is not None:
+        groups.append(("spec.monitoring.metrics", spec.monitoring.metrics))
+    for path, metrics in groups:
+        for i, metric in enumerate(metrics):
+            try:
+                render(metric.query, sample)
+            except TemplateError as exc:
+                errors.append(f"{path}[{i}].query: {exc}")
+    return errors
+
+
+def _query(rt: Runtime, template: str, values: Mapping[str, str]) -> Reading:
+    try:
+        return rt.metrics.query(render(template, values))
+    except TemplateError as exc:  # checked at parse time; kept for safety
+        return Reading.error(str(exc))
+
+
+def observe_deployment(
+    rt: Runtime, kube: KubeAdapter, router: Router, md: ModelDeployment, now: datetime, retiring: bool
+) -> DeploymentObservations:
+    """Look at the world as far as this reconcile needs: Prometheus only when an analysis is due."""
+    spec, status, meta = md.spec, md.status, md.metadata
+    request = parse_request(meta.annotations.get(REQUEST_ANNOTATION))
+    live = status.phase in (Phase.PROGRESSING, Phase.PAUSED) and status.candidate_version is not None
+    candidate = status.candidate_version
+    stable = status.stable_version
+
+    versions: dict[str, Obj] = {}
+    for obj in kube.api.list(DEPLOYMENTS, meta.namespace, owner_labels(md)):
+        version = ((obj.get("metadata") or {}).get("labels") or {}).get(VERSION_LABEL)
+        if version:
+            versions[version] = obj
+
+    candidate_ready = candidate is not None and candidate in versions and deployment_ready(versions[candidate])
+    stable_ready = stable is not None and stable in versions and deployment_ready(versions[stable])
+
+    gates: dict[str, JobResult] = {}
+    for gate in status.gates:
+        if gate.phase == GatePhase.RUNNING and gate.job_name:
+            gates[gate.name] = kube.job_result(gate.job_name)
+    retraining = None
+    if status.retraining.phase == "Running" and status.retraining.job_name:
+        retraining = kube.job_result(status.retraining.job_name)
+
+    router_weights: dict[str, int] | None = None
+    route_matches: bool | None = None
+    desired = desired_weights(status)
+    if not retiring and desired:
+        try:
+            router_weights = router.get_weights()
+            route_matches = router.verify_weights(desired) if router_weights is not None else None
+        except (RouterError, KubeApiError) as exc:
+            log.warning("%s/%s: cannot read the route: %s", meta.namespace, meta.name, exc)
+
+    cand_readings: dict[str, Reading] = {}
+    stable_readings: dict[str, Reading] = {}
+    if live and candidate is not None and analysis_due(spec, status, now):
+        interval = spec.rollout.analysis.interval
+        for metric in spec.rollout.analysis.metrics:
+            cand_readings[metric.name] = _query(rt, metric.query, query_values(meta, spec, candidate, interval))
+            if metric.baseline is not None and stable is not None:
+                stable_readings[metric.name] = _query(rt, metric.query, query_values(meta, spec, stable, interval))
+    monitoring: dict[str, Reading] = {}
+    if spec.monitoring is not None and stable is not None and monitoring_due(spec, status, now):
+        for metric in spec.monitoring.metrics:
+            values = query_values(meta, spec, stable, spec.monitoring.interval)
+            monitoring[metric.name] = _query(rt, metric.query, values)
+
+    return DeploymentObservations(
+        candidate=cand_readings,
+        stable=stable_readings,
+        candidate_ready=candidate_ready,
+        stable_ready=stable_ready,
+        gates=gates,
+        retraining=retraining,
+        router_weights=router_weights,
+        route_matches=route_matches,
+        requests=(request,) if request is not None else (),
+        monitoring=monitoring,
+        # A retirement deletes the workloads on purpose: "missing" must not be repaired then.
+        workloads=None if retiring else frozenset(versions),
+        retiring=retiring,
+    )
+
+
+def _job_env(version: str, uri: str, stable_uri: str | None) -> dict[str, str]:
+    env = {"MODEL_VERSION": version, "MODEL_URI": uri}
+    if stable_uri:
+        env["STABLE_URI"] = stable_uri
+    return env
+
+
+def execute_deployment_actions(
+    kube: KubeAdapter, router: Router, md: ModelDeployment, actions: tuple[Action, ...]
+) -> None:
+    """Carry out the core's actions in order; the first failure stops the rest (and the status write)."""
+    spec = md.spec
+    for action in actions:
+        match action:
+            case EnsureWorkload(version=version, uri=uri, replicas=replicas):
+                kube.ensure_workload(md, version, uri, replicas=replicas)
+                if spec.traffic.router == "replicas":
+                    kube.ensure_shared_service(md)
+            case DeleteWorkload(version=version):
+                kube.delete_workload(md, version)
+            case SetWeights(weights=weights):
+                router.set_weights(weights)
+            case StartGateJob(gate=gate_name, version=version, uri=uri, job_name=job_name):
+                gate = next(g for g in spec.gates if g.name == gate_name)
+                kube.start_job(
+                    md,
+                    job_name,
+                    gate.template,
+                    labels={"modelops.io/gate": gate.name, VERSION_LABEL: version},
+                    env=_job_env(version, uri, md.status.stable_uri),
+                    timeout=parse_duration(gate.timeout),
+                )
+            case StartRetrainingJob(job_name=job_name, base_version=version, base_uri=uri):
+                assert spec.retraining is not None
+                kube.start_job(
+                    md,
+                    job_name,
+                    spec.retraining.template,
+                    labels={"modelops.io/job": "retraining", VERSION_LABEL: version},
+                    env={**_job_env(version, uri, uri), "BASE_VERSION": version, "MODEL_NAME": spec.model.name},
+                    timeout=parse_duration(spec.retraining.timeout),
+                )
+            case DeleteJob(job_name=job_name):
+                kube.delete_job(md, job_name)
+            case EmitEvent(type=type_, reason=reason, message=message):
+                kube.emit_event(md, type_, reason, message)
+            case _:
+                raise TypeError(f"a ModelDeployment cannot execute {action!r}")
+
+
+def next_wake(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime, poll: float, idle: float = IDLE_SECONDS
+) -> float:
+    """Seconds until something may be due: a poll while gates, warm-up or retraining run; else the next analysis,
+    step end, monitoring check, scale-down or cron time; at most ``IDLE_SECONDS``."""
+    due: list[datetime] = []
+    if status.phase in ACTIVE_PHASES or status.retraining.phase == "Running":
+        due.append(now + timedelta(seconds=poll))
+    if status.step_started_at is not None and status.current_step is not None:
+        steps = spec.rollout.steps
+        if status.current_step < len(steps):
+            due.append(status.step_started_at + parse_duration(steps[status.current_step].pause))
+        anchor = max(status.step_started_at, status.analysis.last_check_at or status.step_started_at)
+        due.append(anchor + parse_duration(spec.rollout.analysis.interval))
+    if spec.monitoring is not None and status.stable_version is not None:
+        anchor = status.monitoring.last_check_at or status.promoted_at or now
+        due.append(anchor + parse_duration(spec.monitoring.interval))
+    if status.previous_stable_version is not None and status.promoted_at is not None:
+        due.append(status.promoted_at + parse_duration(spec.rollout.scale_down_delay))
+    if spec.retraining is not None and spec.retraining.schedule:
+        due.append(croniter(spec.retraining.schedule, now).get_next(datetime))
+    seconds = min([(d - now).total_seconds() for d in due] + [idle])
+    return max(MIN_SECONDS, seconds)
+
+
+def reconcile_deployment(rt: Runtime, body: Mapping[str, Any], *, retiring: bool = False) -> Outcome:
+    """One reconcile of a ModelDeployment, from its body as last seen."""
+    meta = ObjectMeta.model_validate(body["metadata"])
+    raw_status: Mapping[str, Any] = body.get("status") or {}
+    status = _parse_status(ModelDeploymentStatus, raw_status)
+    now = rt.clock()
+    kube = KubeAdapter(rt.api, meta.namespace)
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        problems = semantic_errors(spec, meta)
+    except ValidationError as exc:
+        spec, problems = None, describe(exc, ("spec",))
+    if spec is None or problems:
+        decision = mark_invalid_spec(status, "; ".join(problems), meta.generation, now)
+        for action in decision.actions:
+            if isinstance(action, EmitEvent):
+                kube.emit_event(dict(body), action.type, action.reason, action.message)
+        wrote = write_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+        return Outcome(wrote, rt.idle_seconds, actions=decision.actions)
+
+    md = ModelDeployment(metadata=meta, spec=spec, status=status)
+    router = rt.router(spec, meta.namespace, meta.name)
+    with rt.telemetry.reconcile("ModelDeployment"):
+        obs = observe_deployment(rt, kube, router, md, now, retiring)
+        decision = decide(spec, meta, status, obs, now)
+        try:
+            execute_deployment_actions(kube, router, md, decision.actions)
+        except (KubeApiError, RouterError, NotOwnedError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning("%s/%s: %s", meta.namespace, meta.name, message)
+            _safe_event(kube, md, "Warning", "ReconcileError", message)
+            return Outcome(False, rt.poll_seconds, error=message, actions=decision.actions)
+        wrote = write_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+    _record(rt, meta, spec, status, decision.status, obs)
+    nxt = next_wake(spec, decision.status, now, rt.poll_seconds, rt.idle_seconds)
+    return Outcome(wrote, nxt, actions=decision.actions)
+
+
+def _record(
+    rt: Runtime,
+    meta: ObjectMeta,
+    spec: ModelDeploymentSpec,
+    before: ModelDeploymentStatus,
+    after: ModelDeploymentStatus,
+    obs: DeploymentObservations,
+) -> None:
+    rt.telemetry.observe_deployment(meta.namespace, meta.name, after, spec)
+    if after.analysis.last_check_at != before.analysis.last_check_at:
+        for m in after.analysis.metrics:
+            rt.telemetry.record_check(meta.namespace, meta.name, m.name, m.verdict)
+    if after.history and (not before.history or after.history[-1] != before.history[-1]):
+        outcome = after.history[-1].outcome
+        if outcome != "Initial":  # the first version is not a rollout
+            rt.telemetry.record_rollout(meta.namespace, meta.name, outcome)
+
+
+def _safe_event(
+    kube: KubeAdapter, involved: ModelDeployment | Mapping[str, Any], type_: str, reason: str, message: str
+) -> None:
+    try:
+        kube.emit_event(involved, type_, reason, message)
+    except KubeApiError as exc:
+        log.warning("cannot emit event %s: %s", reason, exc)
+
+
+def finalize_deployment(rt: Runtime, body: Mapping[str, Any], *, retiring: bool = False) -> None:
+    """On delete: traffic back to the stable version (the route is shared and outlives us); children go with
+    their ownerReferences (garbage collection), and are deleted here too in case nothing collects them.
+
+    A deployment deleted by its retirement leaves the route alone: it already sends everything to the replacement.
+    """
+    meta = ObjectMeta.model_validate(body["metadata"])
+    status = _parse_status(ModelDeploymentStatus, body.get("status") or {})
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return  # never routed anything
+    md = ModelDeployment(metadata=meta, spec=spec, status=status)
+    if status.stable_version is not None and not retiring:
+        try:
+            rt.router(spec, meta.namespace, meta.name).finalize(status.stable_version)
+        except RouterError as exc:
+            log.warning("%s/%s: route not restored: %s", meta.namespace, meta.name, exc)
+    kube = KubeAdapter(rt.api, meta.namespace)
+    for obj in kube.list_owned(md):
+        kube.delete_owned(md, obj)
+    rt.telemetry.forget(meta.namespace, meta.name, kind="ModelDeployment")
+
+
+# ------------------------------------------------------------------------------------------- retirements
+
+
+def deployment_view(kube: KubeAdapter, body: Mapping[str, Any] | None) -> DeploymentView | None:
+    if body is None:
+        return None
+    meta = ObjectMeta.model_validate(body["metadata"])
+    status = _parse_status(ModelDeploymentStatus, body.get("status") or {})
+    ready = False
+    model_name = ((body.get("spec") or {}).get("model") or {}).get("name", "")
+    labels = {"app.kubernetes.io/managed-by": "modelops", "modelops.io/deployment": meta.name}
+    if model_name:
+        labels["modelops.io/model"] = model_name
+    if status.stable_version is not None:
+        obj = kube.api.get(DEPLOYMENTS, meta.namespace, workload_name(meta.name, status.stable_version))
+        ready = obj is not None and deployment_ready(obj)
+    return DeploymentView(
+        name=meta.name,
+        uid=meta.uid,
+        owner_labels=labels,
+        stable_version=status.stable_version,
+        candidate_version=status.candidate_version,
+        phase=status.phase,
+        promoted_at=status.promoted_at,
+        ready=ready,
+    )
+
+
+def _drain_router(
+    rt: Runtime,
+    target_body: Mapping[str, Any],
+    replacement: DeploymentView,
+) -> tuple[Router, str, str] | None:
+    """The retired deployment's router, taught the replacement's stable Service as backend ``replacement``."""
+    spec = ModelDeploymentSpec.model_validate(target_body.get("spec") or {})
+    meta = ObjectMeta.model_validate(target_body["metadata"])
+    status = _parse_status(ModelDeploymentStatus, target_body.get("status") or {})
+    if status.stable_version is None or replacement.stable_version is None:
+        return None
+    router = rt.router(spec, meta.namespace, meta.name)
+    add = getattr(router, "add_backends", None)
+    if add is None:
+        raise RouterError(f"router {spec.traffic.router} cannot drain to another ModelDeployment")
+    key = f"{replacement.name}/{replacement.stable_version}"
+    add({key: workload_name(replacement.name, replacement.stable_version)})
+    return router, status.stable_version, key
+
+
+def drain_weights(retired: str, replacement: str, weight: int) -> dict[str, int]:
+    """``weight`` percent to the replacement, the rest to the retired stable version.
+
+    >>> drain_weights("v1", "next/v2", 25)
+    {'v1': 75, 'next/v2': 25}
+    """
+    return {retired: 100 - weight, replacement: weight}
+
+
+def reconcile_retirement(rt: Runtime, body: Mapping[str, Any]) -> Outcome:
+    meta = ObjectMeta.model_validate(body["metadata"])
+    raw_status: Mapping[str, Any] = body.get("status") or {}
+    status = _parse_status(ModelRetirementStatus, raw_status)
+    now = rt.clock()
+    kube = KubeAdapter(rt.api, meta.namespace)
+    try:
+        spec = ModelRetirementSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        message = "; ".join(describe(exc, ("spec",)))
+        st = status.model_copy(deep=True)
+        st.phase, st.message = RetirementPhase.INVALID, message
+        st.conditions = set_condition(
+            st.conditions, ConditionType.INVALID_SPEC, "True", Reason.INVALID_SPEC, message, now, meta.generation
+        )
+        wrote = write_status(rt.api, MODELRETIREMENTS, meta, raw_status, _dump(st))
+        if wrote and status.message != message:
+            _safe_event(kube, body, "Warning", "InvalidSpec", message)
+        return Outcome(wrote, rt.idle_seconds)
+
+    with rt.telemetry.reconcile("ModelRetirement"):
+        target_body = kube.api.get(MODELDEPLOYMENTS, meta.namespace, spec.model_deployment)
+        target = deployment_view(kube, target_body)
+        replacement_body = (
+            kube.api.get(MODELDEPLOYMENTS, meta.namespace, spec.replacement) if spec.replacement else None
+        )
+        replacement = deployment_view(kube, replacement_body)
+        drain = None
+        router_weights = None
+        route_matches = None
+        if target_body is not None and replacement is not None and status.drain_step is not None:
+            drain = _drain_router(rt, target_body, replacement)
+            if drain is not None:
+                router, retired_version, key = drain
+                try:
+                    router_weights = router.get_weights()
+                    want = drain_weights(retired_version, key, status.drained_weight)
+                    route_matches = router.verify_weights(want) if router_weights is not None else None
+                except (RouterError, KubeApiError) as exc:
+                    log.warning("%s/%s: cannot read the route: %s", meta.namespace, meta.name, exc)
+        zero = None
+        if target is not None and (status.drained_weight == 100 or (spec.replacement is None and status.started_at)):
+            version = spec.version or target.stable_version or ""
+            model = ((target_body or {}).get("spec") or {}).get("model", {}).get("name", spec.model_deployment)
+            values = {
+                "namespace": meta.namespace,
+                "model": model,
+                "version": version,
+                "interval": spec.zero_traffic_check.window,
+            }
+            zero = _query(rt, spec.zero_traffic_check.query, values)
+        objects = kube.observe_objects(dict(target.owner_labels)) if target is not None else ()
+        obs = RetirementObservations(
+            target=target,
+            replacement=replacement,
+            router_weights=router_weights,
+            route_matches=route_matches,
+            zero_traffic=zero,
+            objects=objects,
+        )
+        decision = plan_retirement(spec, meta, status, obs, now)
+        try:
+            for action in decision.actions:
+                match action:
+                    case DrainTraffic(replacement_weight=weight):
+                        if drain is None and target_body is not None and replacement is not None:
+                            drain = _drain_router(rt, target_body, replacement)
+                        if drain is None:
+                            raise RouterError("nothing to drain: no stable version on one side")
+                        router, retired_version, key = drain
+                        router.set_weights(drain_weights(retired_version, key, weight))
+                    case DeleteObject(kind=kind, name=name, uid=uid):
+                        _delete_for_retirement(kube, target_body, kind, name, uid)
+                    case EmitEvent(type=type_, reason=reason, message=message):
+                        kube.emit_event(body, type_, reason, message)
+                    case _:
+                        raise TypeError(f"a ModelRetirement cannot execute {action!r}")
+        except (KubeApiError, RouterError, NotOwnedError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            _safe_event(kube, body, "Warning", "ReconcileError", message)
+            return Outcome(False, rt.poll_seconds, error=message, actions=decision.actions)
+        wrote = write_status(rt.api, MODELRETIREMENTS, meta, raw_status, _dump(decision.status))
+    rt.telemetry.observe_retirement(meta.namespace, meta.name, decision.status)
+    active = decision.status.phase not in ("Retired",)
+    nxt = rt.poll_seconds if active else rt.idle_seconds
+    if decision.status.phase == "Scheduled" and decision.status.scheduled_for is not None:
+        nxt = max(MIN_SECONDS, min(rt.idle_seconds, (decision.status.scheduled_for - now).total_seconds()))
+    return Outcome(wrote, nxt, actions=decision.actions)
+
+
+def _delete_for_retirement(
+    kube: KubeAdapter, target_body: Mapping[str, Any] | None, kind: str, name: str, uid: str | None
+) -> None:
+    if target_body is None:
+        return
+    if kind == "ModelDeployment":
+        kube.api.delete(MODELDEPLOYMENTS, kube.namespace, name, uid=uid)
+        return
+    md = ModelDeployment.model_validate({"metadata": target_body["metadata"], "spec": target_body["spec"]})
+    kube.delete_object(md, kind, name, uid)
+
+
+__all__ = [
+    "Conflict",
+    "Outcome",
+    "Runtime",
+    "finalize_deployment",
+    "next_wake",
+    "reconcile_deployment",
+    "reconcile_retirement",
+    "write_status",
+]

@@ -1,0 +1,130 @@
+"""``modelops run``: build the runtime (API client, Prometheus, telemetry) and run kopf with our handlers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import kopf
+import kubernetes
+
+from modelops import __version__
+from modelops.adapters.kube import RestKubeApi
+from modelops.adapters.prometheus import PrometheusProvider, PrometheusSettings
+from modelops.telemetry import Telemetry
+
+from .config import OperatorConfig
+from .operator import register
+from .reconcile import Runtime
+
+log = logging.getLogger("modelops")
+
+
+def api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
+    """In-cluster when running in a pod, else the kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, ~/.kube/config)."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return kubernetes.client.ApiClient(configuration)
+
+
+def connection_info(client: kubernetes.client.ApiClient) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same client configuration the reconciles use (one source of truth).
+
+    kopf's own ``login_via_client`` reads the kubeconfig location fixed when the ``kubernetes`` package was
+    imported, so ``--kubeconfig`` would be ignored; this reads the configuration we built instead.
+    """
+    cfg = client.configuration
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+def prometheus_settings(config: OperatorConfig) -> PrometheusSettings:
+    p = config.prometheus
+    password = Path(p.password_file).read_text().strip() if p.password_file else None
+    return PrometheusSettings(
+        url=p.url,
+        timeout=p.timeout_seconds,
+        bearer_token_file=Path(p.token_file) if p.token_file else None,
+        username=p.username,
+        password=password,
+        ca_file=Path(p.ca_file) if p.ca_file else None,
+        insecure=p.insecure,
+    )
+
+
+def build_runtime(
+    config: OperatorConfig, telemetry: Telemetry | None = None, client: kubernetes.client.ApiClient | None = None
+) -> Runtime:
+    return Runtime(
+        api=RestKubeApi(client or api_client(config.kubeconfig)),
+        metrics=PrometheusProvider(prometheus_settings(config)),
+        telemetry=telemetry or Telemetry(),
+        poll_seconds=config.gate_poll_seconds,
+        idle_seconds=config.resync_seconds,
+    )
+
+
+def operator_task(
+    config: OperatorConfig,
+    *,
+    registry: kopf.OperatorRegistry | None = None,
+    runtime: Runtime | None = None,
+    telemetry: Telemetry | None = None,
+) -> tuple[kopf.OperatorRegistry, Runtime]:
+    """The registry with our handlers and the runtime they use (tests run kopf on these in-process)."""
+    client = api_client(config.kubeconfig)
+    rt = runtime or build_runtime(config, telemetry, client=client)
+    reg = registry or kopf.OperatorRegistry()
+    register(reg, lambda: rt)
+
+    @kopf.on.login(registry=reg)
+    def login(**_: object) -> kopf.ConnectionInfo:
+        return connection_info(client)
+
+    return reg, rt
+
+
+def run_operator(config: OperatorConfig) -> int:
+    """Run until interrupted. Returns the process exit code."""
+    kopf.configure(
+        verbose=config.verbose,
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger("modelops").setLevel(logging.DEBUG if config.verbose else logging.INFO)
+    telemetry = Telemetry()
+    registry, _ = operator_task(config, telemetry=telemetry)
+    server = telemetry.serve(config.metrics_port, config.metrics_address) if config.metrics_port else None
+    log.info("modelops %s: watching %s", __version__, ", ".join(config.namespaces) or "all namespaces")
+    try:
+        kopf.run(
+            registry=registry,
+            standalone=config.standalone,
+            peering_name=config.peering,
+            clusterwide=config.clusterwide,
+            namespaces=config.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0

@@ -1,0 +1,178 @@
+"""The handler glue against in-memory fakes: parse -> observe -> decide -> execute -> patch status.
+
+The API is ``InMemoryKube`` (apiserver semantics for resourceVersion, generation, status subresource, 409), the
+route a ``FakeRouter``, Prometheus a ``FakeMetricsProvider``, the clock a variable.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modelops.adapters.kube import DEPLOYMENTS, EVENTS, MODELDEPLOYMENTS, InMemoryKube
+from modelops.adapters.prometheus import FakeMetricsProvider
+from modelops.adapters.routers import FakeRouter
+from modelops.handlers.operator import _reconcile_fresh, retiring
+from modelops.handlers.reconcile import Runtime, reconcile_deployment
+from modelops.telemetry import Telemetry
+
+NS = "ml"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def spec(version: str = "v1") -> dict[str, Any]:
+    return {
+        "model": {"name": "fraud", "version": version, "uri": f"file:///models/{version}.pkl"},
+        "server": {"image": "example/fraud:1", "replicas": 1},
+        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "fraud"}},
+        "rollout": {
+            "steps": [{"weight": 10, "pause": "1m"}, {"weight": 100}],
+            "analysis": {
+                "interval": "30s",
+                "failureLimit": 0,
+                "metrics": [
+                    {
+                        "name": "error-rate",
+                        "owner": "engineering",
+                        "max": 0.05,
+                        "query": 'errors{namespace="{{ namespace }}",version="{{ version }}"}',
+                    }
+                ],
+            },
+        },
+    }
+
+
+class World:
+    def __init__(self) -> None:
+        self.kube = InMemoryKube()
+        self.router = FakeRouter()
+        self.metrics = FakeMetricsProvider()
+        self.now = T0
+        self.rt = Runtime(
+            api=self.kube,
+            metrics=self.metrics,
+            telemetry=Telemetry(),
+            clock=lambda: self.now,
+            router_factory=lambda *_: self.router,
+        )
+        self.kube.put(MODELDEPLOYMENTS, NS, {"metadata": {"name": "fraud", "namespace": NS}, "spec": spec()})
+
+    def body(self) -> dict[str, Any]:
+        obj = self.kube.get(MODELDEPLOYMENTS, NS, "fraud")
+        assert obj is not None
+        return obj
+
+    def tick(self, seconds: float = 0) -> Any:
+        self.now += timedelta(seconds=seconds)
+        return _reconcile_fresh(self.kube, lambda b: reconcile_deployment(self.rt, b), MODELDEPLOYMENTS, self.body())
+
+    def make_ready(self) -> None:
+        """Play the controller-manager: every Deployment reports its replicas ready."""
+        for dep in self.kube.list(DEPLOYMENTS, NS):
+            n = dep["spec"].get("replicas", 1)
+            status = {
+                "observedGeneration": dep["metadata"]["generation"],
+                "replicas": n,
+                "readyReplicas": n,
+                "updatedReplicas": n,
+                "availableReplicas": n,
+            }
+            self.kube.edit(DEPLOYMENTS, NS, dep["metadata"]["name"], {"status": status})
+
+    def status(self) -> dict[str, Any]:
+        return self.body().get("status") or {}
+
+    def settle(self, limit: int = 10) -> None:
+        for _ in range(limit):
+            self.make_ready()
+            outcome = self.tick()
+            if not outcome.wrote_status and not outcome.actions:
+                return
+        raise AssertionError(f"did not settle: {self.status()}")
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_first_version_goes_live_and_children_are_created(world: World) -> None:
+    world.settle()
+    assert world.status()["phase"] == "Promoted"
+    assert world.status()["stableVersion"] == "v1"
+    assert world.kube.get(DEPLOYMENTS, NS, "fraud-v1") is not None
+    assert world.router.weights == {"v1": 100}
+    assert world.status()["observedGeneration"] == world.body()["metadata"]["generation"]
+
+
+def test_a_tick_that_changes_nothing_writes_nothing(world: World) -> None:
+    world.settle()
+    before = len(world.kube.calls)
+    outcome = world.tick(seconds=5)
+    assert not outcome.wrote_status
+    assert [c for c in world.kube.calls[before:] if c.verb in {"create", "patch", "delete"}] == []
+    assert world.router.writes == 1
+
+
+def test_new_version_canaries_and_rolls_back_on_a_failing_metric(world: World) -> None:
+    world.settle()
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": spec("v2")})
+    world.settle()
+    assert world.status()["phase"] == "Progressing"
+    assert world.router.weights == {"v1": 90, "v2": 10}
+    world.metrics.set('errors{namespace="ml",version="v2"}', 0.5)
+    world.tick(seconds=31)
+    world.settle()
+    assert world.status()["phase"] == "RolledBack"
+    assert world.router.weights == {"v1": 100}
+    assert world.kube.get(DEPLOYMENTS, NS, "fraud-v2") is None
+    reasons = {e["reason"] for e in world.kube.list(EVENTS, NS)}
+    assert "AnalysisFailed" in reasons, reasons
+    assert world.status()["history"][-1]["outcome"] == "RolledBack"
+
+
+def test_semantic_error_is_invalid_spec_and_nothing_else_changes(world: World) -> None:
+    world.settle()
+    broken = spec("v2")
+    broken["rollout"]["analysis"]["metrics"][0]["query"] = 'errors{version="{{ tenant }}"}'
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": broken})
+    world.tick()
+    status = world.status()
+    assert status["phase"] == "InvalidSpec"
+    assert "spec.rollout.analysis.metrics[0].query" in status["message"]
+    assert status["stableVersion"] == "v1"
+    assert world.router.weights == {"v1": 100}
+    assert world.kube.get(DEPLOYMENTS, NS, "fraud-v2") is None
+    assert any(c["type"] == "InvalidSpec" and c["status"] == "True" for c in status["conditions"])
+
+
+def test_status_write_with_stale_resource_version_is_retried_from_a_fresh_read(world: World) -> None:
+    world.settle()
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": spec("v2")})
+    stale = world.body()  # a new version: this reconcile will write status
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"metadata": {"labels": {"team": "risk"}}})
+    seen: list[str] = []
+
+    def reconcile(body: dict[str, Any]) -> Any:
+        seen.append(body["metadata"]["resourceVersion"])
+        return reconcile_deployment(world.rt, body)
+
+    outcome = _reconcile_fresh(world.kube, reconcile, MODELDEPLOYMENTS, copy.deepcopy(stale))
+    assert len(seen) == 2, "a 409 on the stale read, then one reconcile from the fresh object"
+    assert seen[0] == stale["metadata"]["resourceVersion"]
+    assert outcome.wrote_status
+    assert world.status()["candidateVersion"] == "v2"
+
+
+def test_retiring_follows_the_retirement_schedule_and_phase() -> None:
+    now = T0
+    assert not retiring([], now)
+    assert retiring([{"spec": {"afterReplacementPromoted": "1d"}, "status": {"phase": "Draining"}}], now)
+    future = {"spec": {"notBefore": "2027-01-01T00:00:00Z"}, "status": {"phase": "Scheduled"}}
+    assert not retiring([future], now)
+    past = {"spec": {"notBefore": "2025-01-01T00:00:00Z"}, "status": {}}
+    assert retiring([past], now)

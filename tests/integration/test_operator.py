@@ -1,0 +1,431 @@
+"""The operator against the emulator and a real Prometheus, read as Given / When / Then."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modelops.adapters.kube import (
+    DEPLOYMENTS,
+    HTTPROUTES,
+    MODELDEPLOYMENTS,
+    MODELRETIREMENTS,
+    SERVICES,
+    VIRTUALSERVICES,
+    Obj,
+)
+
+from .conftest import Cluster, eventually
+
+pytestmark = pytest.mark.integration
+_metrics = itertools.count()
+
+
+# ---------------------------------------------------------------------------------------------- builders
+
+
+def model_deployment(name: str, version: str, router: str, metric: str, **rollout: Any) -> Obj:
+    traffic: dict[str, Any] = {"router": router}
+    if router == "gatewayAPI":
+        traffic["gatewayAPI"] = {"httpRoute": name, "ruleName": "model"}
+    elif router == "istio":
+        traffic["istio"] = {"virtualService": name, "routeName": "model"}
+    else:
+        traffic["replicas"] = {"service": name}
+    return {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": name, "version": version, "uri": f"file:///models/{name}/{version}.pkl"},
+            "server": {"image": "example/server:1", "replicas": 4 if router == "replicas" else 1},
+            "traffic": traffic,
+            "rollout": {
+                "steps": [{"weight": 10, "pause": "2s"}, {"weight": 50, "pause": "2s"}, {"weight": 100}],
+                "progressDeadline": "2m",
+                "scaleDownDelay": "1s",
+                "analysis": {
+                    "interval": "1s",
+                    "failureLimit": 1,
+                    "onMetricsUnavailable": "Hold",
+                    "maxUnavailableChecks": 1000,
+                    "metrics": [
+                        {
+                            "name": "error-rate",
+                            "owner": "engineering",
+                            "max": 0.05,
+                            "query": f'max({metric}{{namespace="{{{{ namespace }}}}",version="{{{{ version }}}}"}})',
+                        }
+                    ],
+                    **rollout,
+                },
+            },
+        },
+    }
+
+
+def route(router: str, name: str) -> tuple[Any, Obj] | None:
+    """A route the platform team owns: the operator manages the rule named ``model`` and nothing else."""
+    if router == "gatewayAPI":
+        return HTTPROUTES, {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name},
+            "spec": {
+                "parentRefs": [{"name": "public"}],
+                "rules": [
+                    {
+                        "name": "health",
+                        "matches": [{"path": {"value": "/healthz"}}],
+                        "backendRefs": [{"name": "static", "port": 80}],
+                    },
+                    {"name": "model", "backendRefs": []},
+                ],
+            },
+        }
+    if router == "istio":
+        return VIRTUALSERVICES, {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": name},
+            "spec": {
+                "hosts": [name],
+                "http": [
+                    {
+                        "name": "health",
+                        "match": [{"uri": {"prefix": "/healthz"}}],
+                        "route": [{"destination": {"host": "static"}}],
+                    },
+                    {"name": "model", "route": []},
+                ],
+            },
+        }
+    return None
+
+
+class Given:
+    def __init__(self, cluster: Cluster, router: str = "gatewayAPI") -> None:
+        self.cluster = cluster
+        self.api = cluster.api
+        self.ns = cluster.namespace()
+        self.router = router
+        self.metric = f"it_error_rate_{next(_metrics)}"
+        self.gauge = cluster.exporter.gauge(self.metric, labelnames=("namespace", "version"))
+
+    def errors(self, version: str, value: float) -> None:
+        self.gauge.labels(namespace=self.ns, version=version).set(value)
+
+    def deployed(self, name: str, version: str, **rollout: Any) -> Obj:
+        r = route(self.router, name)
+        if r is not None:
+            self.api.create(r[0], self.ns, r[1])
+        self.errors(version, 0.0)
+        self.api.create(MODELDEPLOYMENTS, self.ns, model_deployment(name, version, self.router, self.metric, **rollout))
+        eventually(
+            lambda: self.status(name).get("phase") == "Promoted" and self.status(name)["stableVersion"] == version
+        )
+        return self.md(name)
+
+    def md(self, name: str) -> Obj:
+        obj = self.api.get(MODELDEPLOYMENTS, self.ns, name)
+        assert obj is not None
+        return obj
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.md(name).get("status") or {}
+
+    def new_version(self, name: str, version: str) -> None:
+        self.api.patch(
+            MODELDEPLOYMENTS,
+            self.ns,
+            name,
+            {"spec": {"model": {"version": version, "uri": f"file:///models/{version}.pkl"}}},
+        )
+
+    def weights(self, name: str) -> dict[str, int]:
+        """The split in effect, read from the route object itself (or the replica counts)."""
+        if self.router == "replicas":
+            out = {}
+            for dep in self.api.list(DEPLOYMENTS, self.ns, {"modelops.io/deployment": name}):
+                out[dep["metadata"]["labels"]["modelops.io/version"]] = dep["spec"].get("replicas", 0)
+            total = sum(out.values()) or 1
+            return {v: round(100 * n / total) for v, n in out.items() if n}
+        resource = HTTPROUTES if self.router == "gatewayAPI" else VIRTUALSERVICES
+        obj = self.api.get(resource, self.ns, name)
+        assert obj is not None
+        if self.router == "gatewayAPI":
+            refs = obj["spec"]["rules"][1]["backendRefs"]
+            return {r["name"].removeprefix(f"{name}-"): r.get("weight", 1) for r in refs if r.get("weight", 1)}
+        dests = obj["spec"]["http"][1]["route"]
+        return {
+            d["destination"]["host"].removeprefix(f"{name}-"): d.get("weight", 100)
+            for d in dests
+            if d.get("weight", 100)
+        }
+
+
+@pytest.fixture
+def given(cluster: Cluster) -> Iterator[Given]:
+    return Given(cluster)
+
+
+# ------------------------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("router", ["gatewayAPI", "istio", "replicas"])
+def test_rollout_moves_weights_step_by_step_and_promotion_swaps_stable(cluster: Cluster, router: str) -> None:
+    given = Given(cluster, router)
+    given.deployed("shop", "v1")
+    assert given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is not None
+    if router != "replicas":
+        assert given.api.get(SERVICES, given.ns, "shop-v1") is not None
+    assert given.weights("shop") == {"v1": 100}
+
+    given.errors("v2", 0.0)
+    given.new_version("shop", "v2")
+    seen: list[int] = []
+
+    def promoted() -> bool:
+        w = given.weights("shop").get("v2", 0)
+        if not seen or seen[-1] != w:
+            seen.append(w)
+        return given.status("shop").get("stableVersion") == "v2"
+
+    eventually(promoted, timeout=60, interval=0.05)
+    expected = [0, 10, 50, 100] if router != "replicas" else [0, 25, 50, 100]  # 10% of 4 replicas is 1 of 4
+    assert [w for w in seen if w in expected] == expected, seen
+    assert seen == sorted(seen), f"weights never move down during a healthy rollout: {seen}"
+    assert given.status("shop")["phase"] == "Promoted"
+    eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is None, timeout=20)
+    if router == "gatewayAPI":
+        rules = given.api.get(HTTPROUTES, given.ns, "shop")["spec"]["rules"]  # type: ignore[index]
+        assert rules[0]["backendRefs"] == [{"name": "static", "port": 80}], "the other rule is left alone"
+
+
+def test_failing_error_rate_rolls_back(given: Given) -> None:
+    given.deployed("shop", "v1")
+    given.errors("v2", 0.5)
+    given.new_version("shop", "v2")
+    eventually(lambda: given.status("shop").get("phase") == "RolledBack", timeout=60)
+    status = given.status("shop")
+    assert status["stableVersion"] == "v1"
+    assert status["canaryWeight"] == 0
+    assert given.weights("shop") == {"v1": 100}
+    assert status["history"][-1]["outcome"] == "RolledBack"
+    eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v2") is None, timeout=20)
+    assert given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is not None, "the stable version keeps serving"
+
+
+def test_prometheus_outage_holds_the_weight_and_the_rollout_resumes(given: Given, prometheus: Any) -> None:
+    given.deployed("shop", "v1")
+    given.errors("v2", 0.0)
+    given.new_version("shop", "v2")
+    eventually(lambda: given.status("shop").get("canaryWeight") == 10, timeout=30, interval=0.05)
+    prometheus.stop()
+    try:
+        eventually(lambda: given.status("shop")["analysis"]["unavailableChecks"] >= 3, timeout=30)
+        assert given.status("shop")["canaryWeight"] == 10, "Hold: the weight stays"
+        assert given.status("shop")["phase"] == "Progressing"
+        assert given.weights("shop") == {"v1": 90, "v2": 10}
+    finally:
+        prometheus.start()
+    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=60)
+
+
+def test_an_edited_route_is_set_back(given: Given) -> None:
+    given.deployed("shop", "v1")
+    obj = given.api.get(HTTPROUTES, given.ns, "shop")
+    assert obj is not None
+    rules = obj["spec"]["rules"]
+    rules[1]["backendRefs"] = [{"name": "somebody-else", "port": 80, "weight": 100}]
+    given.api.patch(HTTPROUTES, given.ns, "shop", {"spec": {"rules": rules}})
+    eventually(lambda: given.weights("shop") == {"v1": 100}, timeout=20)
+
+
+def test_a_tick_that_changes_nothing_writes_nothing(given: Given, apiserver_log: Any) -> None:
+    given.deployed("shop", "v1")
+
+    def ready() -> bool:
+        conditions = {c["type"]: c["status"] for c in given.status("shop").get("conditions", [])}
+        return conditions.get("Ready") == "True"
+
+    eventually(ready)
+    # let the last status write's own watch event be handled, then count over several resync periods
+    mark = len(apiserver_log.records)
+    eventually(lambda: len(apiserver_log.records) > mark + 20, timeout=30)  # a few reconciles happened
+    start = len(apiserver_log.records)
+    eventually(lambda: len([r for r in apiserver_log.records[start:] if r.namespace == given.ns]) >= 12, timeout=30)
+    window = [r for r in apiserver_log.records[start:] if r.namespace == given.ns]
+    writes = [r for r in window if r.verb in {"create", "update", "patch", "delete"}]
+    assert writes == [], writes
+    assert {r.verb for r in window} <= {"get", "list", "watch"}
+
+
+def test_delete_removes_children_and_restores_the_route(given: Given) -> None:
+    given.deployed("shop", "v1")
+    given.errors("v2", 0.0)
+    given.new_version("shop", "v2")
+    eventually(lambda: given.weights("shop") == {"v1": 90, "v2": 10}, timeout=30, interval=0.05)
+    given.api.delete(MODELDEPLOYMENTS, given.ns, "shop")
+    eventually(lambda: given.api.get(MODELDEPLOYMENTS, given.ns, "shop") is None, timeout=30)
+    assert given.weights("shop") == {"v1": 100}, "the shared route is restored to the stable version"
+    eventually(lambda: given.api.list(DEPLOYMENTS, given.ns, {"modelops.io/deployment": "shop"}) == [], timeout=20)
+    eventually(lambda: given.api.list(SERVICES, given.ns, {"modelops.io/deployment": "shop"}) == [], timeout=20)
+
+
+def test_retirement_drains_and_deletes_only_what_belongs_to_the_retired_model(given: Given) -> None:
+    given.deployed("shop", "v1")
+    given.deployed("shop-next", "v1")
+    requests = f"it_requests_{next(_metrics)}"
+    traffic = given.cluster.exporter.gauge(requests, labelnames=("namespace", "version"))
+    traffic.labels(namespace=given.ns, version="v1").set(0)
+    user_owned = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop-v1-backup", "labels": {"modelops.io/model": "shop", "team": "data"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "backup"}},
+            "template": {
+                "metadata": {"labels": {"app": "backup"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    given.api.create(DEPLOYMENTS, given.ns, user_owned)
+    retirement = {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelRetirement",
+        "metadata": {"name": "retire-shop"},
+        "spec": {
+            "modelDeployment": "shop",
+            "replacement": "shop-next",
+            "drain": {"steps": [50, 100], "interval": "1s"},
+            "zeroTrafficCheck": {"query": f'max({requests}{{namespace="{{{{ namespace }}}}"}})', "window": "1m"},
+        },
+    }
+    given.api.create(MODELRETIREMENTS, given.ns, retirement)
+    seen: list[dict[str, int]] = []
+
+    def retired() -> bool:
+        obj = given.api.get(HTTPROUTES, given.ns, "shop")
+        if obj is not None:
+            w = {r["name"]: r.get("weight", 1) for r in obj["spec"]["rules"][1]["backendRefs"]}
+            if not seen or seen[-1] != w:
+                seen.append(w)
+        st = (given.api.get(MODELRETIREMENTS, given.ns, "retire-shop") or {}).get("status") or {}
+        return st.get("phase") == "Retired"
+
+    eventually(retired, timeout=60, interval=0.05)
+    assert {"shop-v1": 50, "shop-next-v1": 50} in seen, seen
+    assert seen[-1] == {"shop-next-v1": 100} or seen[-1] == {"shop-v1": 0, "shop-next-v1": 100}, seen
+    status = given.api.get(MODELRETIREMENTS, given.ns, "retire-shop")["status"]  # type: ignore[index]
+    removed = {(r["kind"], r["name"]) for r in status["removed"]}
+    assert ("Deployment", "shop-v1") in removed
+    assert ("ModelDeployment", "shop") in removed
+    assert given.api.get(DEPLOYMENTS, given.ns, "shop-v1-backup") is not None, "a user's Deployment survives"
+    assert given.api.get(DEPLOYMENTS, given.ns, "shop-next-v1") is not None, "the replacement keeps serving"
+    eventually(lambda: given.api.get(MODELDEPLOYMENTS, given.ns, "shop") is None, timeout=20)
+
+
+def test_a_conflicting_write_is_retried_from_a_fresh_read(given: Given, apiserver_log: Any) -> None:
+    """Someone keeps editing the object's labels during a rollout: some status writes carry a resourceVersion
+    that is no longer current, the apiserver answers 409, and the operator reconciles again from a fresh read."""
+    given.deployed("shop", "v1")
+    given.errors("v2", 0.0)
+    stop = threading.Event()
+
+    def meddle() -> None:
+        n = 0
+        while not stop.wait(0.02):
+            n += 1
+            given.api.patch(MODELDEPLOYMENTS, given.ns, "shop", {"metadata": {"labels": {"touched": str(n)}}})
+
+    meddler = threading.Thread(target=meddle, daemon=True)
+    meddler.start()
+    try:
+        given.new_version("shop", "v2")
+        eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=60)
+    finally:
+        stop.set()
+        meddler.join(5)
+    conflicts = apiserver_log.matching(namespace=given.ns, verb="patch", subresource="status", status=409)
+    assert conflicts, "the meddling produced no conflict: the test proves nothing"
+    assert given.status("shop")["phase"] == "Promoted"
+    assert [h["outcome"] for h in given.status("shop")["history"]][-1] == "Promoted"
+
+
+def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, apiserver: Any, prometheus: Any) -> None:
+    """A real ``modelops run`` process, killed with SIGKILL in the middle of a step and started again."""
+    given = Given(cluster)
+    given.ns = cluster.namespace("proc")  # not watched by the in-process operator
+    given.errors("v1", 0.0)
+    given.errors("v2", 0.0)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelops",
+                "run",
+                "--kubeconfig",
+                str(apiserver.kubeconfig),
+                "--namespace",
+                given.ns,
+                "--prometheus-url",
+                prometheus.url,
+                "--metrics-port",
+                "0",
+                "--health-port",
+                "0",
+                "--resync",
+                "1",
+                "--gate-poll",
+                "0.5",
+                "--standalone",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    proc = start()
+    try:
+        r = route("gatewayAPI", "shop")
+        assert r is not None
+        given.api.create(r[0], given.ns, r[1])
+        md = model_deployment("shop", "v1", "gatewayAPI", given.metric)
+        md["spec"]["rollout"]["steps"] = [{"weight": 10, "pause": "8s"}, {"weight": 50, "pause": "1s"}, {"weight": 100}]
+        given.api.create(MODELDEPLOYMENTS, given.ns, md)
+        eventually(lambda: given.status("shop").get("phase") == "Promoted", timeout=60)
+        given.new_version("shop", "v2")
+        eventually(lambda: given.status("shop").get("canaryWeight") == 10, timeout=60, interval=0.05)
+        before = given.status("shop")
+        proc.kill()
+        proc.wait(10)
+        proc = start()
+        weights: list[dict[str, int]] = []
+        step_starts: set[str] = set()
+
+        def resumed() -> bool:
+            weights.append(given.weights("shop"))
+            st = given.status("shop")
+            if st.get("currentStep") == 0:
+                step_starts.add(st["stepStartedAt"])
+            return st.get("currentStep") == 1 or st.get("stableVersion") == "v2"
+
+        eventually(resumed, timeout=60, interval=0.05)
+        during = [w for w in weights if w.get("v2", 0) != 50 and w.get("v2", 0) != 100]
+        assert all(w == {"v1": 90, "v2": 10} for w in during), f"no jump while the operator restarted: {weights}"
+        after = given.status("shop")
+        assert after["history"][-1]["version"] != "v2" or after["history"][-1]["outcome"] == "Promoted"
+        assert step_starts == {before["stepStartedAt"]}, "the step's clock kept running across the restart"
+        assert before["rolloutStartedAt"] == after["rolloutStartedAt"], "the rollout was resumed, not restarted"
+    finally:
+        proc.kill()
+        proc.wait(10)
