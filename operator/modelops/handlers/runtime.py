@@ -20,6 +20,8 @@ from .reconcile import Runtime
 
 log = logging.getLogger("modelops")
 
+USER_AGENT = f"modelops/{__version__}"
+
 
 def api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
     """In-cluster when running in a pod, else the kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, ~/.kube/config)."""
@@ -30,7 +32,9 @@ def api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, client_configuration=configuration
         )
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = USER_AGENT  # the operator's requests are told apart in audit logs (and in the RBAC test)
+    return client
 
 
 def connection_info(client: kubernetes.client.ApiClient) -> kopf.ConnectionInfo:
