@@ -22,10 +22,11 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient, ApiException
 
-from modelops.adapters.kube import DEPLOYMENTS, RestKubeApi
+from modelops.adapters.kube import DEPLOYMENTS, JOBS, PODS, RestKubeApi
 from modelops.adapters.prometheus import PrometheusProvider
 from modelops.handlers.operator import register
 from modelops.handlers.reconcile import Runtime
+from modelops.handlers.runtime import USER_AGENT
 from modelops.telemetry import Telemetry
 from plugins.prometheus import Exporter
 
@@ -56,6 +57,8 @@ class Kubelet:
         self.api = api
         self.namespaces: set[str] = set()
         self.paused: set[str] = set()  # Deployment names never made ready (a candidate that never starts)
+        #: what each Job "prints" as its termination message, by the value of its MODEL_VERSION env
+        self.job_results: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kubelet", daemon=True)
 
@@ -75,6 +78,7 @@ class Kubelet:
                     continue
 
     def sync(self, namespace: str) -> None:
+        self.sync_jobs(namespace)
         for dep in self.api.list(DEPLOYMENTS, namespace):
             name = dep["metadata"]["name"]
             if name in self.paused:
@@ -90,6 +94,41 @@ class Kubelet:
             if {k: (dep.get("status") or {}).get(k) for k in want} != want:
                 self.api.patch(DEPLOYMENTS, namespace, name, {"status": want}, subresource="status")
 
+    def sync_jobs(self, namespace: str) -> None:
+        """A Job runs "instantly": its Pod terminates with the message set for its model version, and the Job
+        completes (as the local runner reports a real process; see tests/sandbox_runner)."""
+        for job in self.api.list(JOBS, namespace):
+            if (job.get("status") or {}).get("conditions"):
+                continue
+            name = job["metadata"]["name"]
+            container = job["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+            message = self.job_results.get(env.get("MODEL_VERSION", ""), '{"metrics": {}}')
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"{name}-run", "labels": {"job-name": name}},
+                "spec": {"containers": [{"name": container["name"], "image": container.get("image", "x")}]},
+            }
+            self.api.create(PODS, namespace, pod)
+            terminated = {"exitCode": 0, "reason": "Completed", "message": message}
+            self.api.patch(
+                PODS,
+                namespace,
+                f"{name}-run",
+                {
+                    "status": {
+                        "phase": "Succeeded",
+                        "containerStatuses": [{"name": container["name"], "state": {"terminated": terminated}}],
+                    }
+                },
+                subresource="status",
+            )
+            done = {"type": "Complete", "status": "True", "reason": "Completed"}
+            self.api.patch(
+                JOBS, namespace, name, {"status": {"succeeded": 1, "conditions": [done]}}, subresource="status"
+            )
+
 
 class Cluster:
     """What a test talks to: the API (plain dicts), the kubelet, the exporter, the operator's runtime."""
@@ -103,6 +142,7 @@ class Cluster:
         runtime: Runtime,
         apiserver: Any,
     ) -> None:
+        #: the tests' own API access (the client's default User-Agent: not counted as the operator's requests)
         self.client = client
         self.api = api
         self.kubelet = kubelet
@@ -120,17 +160,19 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster(apiserver: Any, prometheus: Any, prometheus_exporter: Exporter) -> Iterator[Cluster]:
     apiserver.call(apiserver.emulator.load_crds, SANDBOX_CRDS)
+    operator_client = apiserver.client()
+    operator_client.user_agent = USER_AGENT  # as `modelops run` does: the RBAC test tells its requests apart
     client = apiserver.client()
     api = RestKubeApi(client)
     metrics = PrometheusProvider(prometheus.url)
     runtime = Runtime(
-        api=api,
+        api=RestKubeApi(operator_client),
         metrics=metrics,
         telemetry=Telemetry(),
         poll_seconds=0.5,
         idle_seconds=1.0,
     )
-    kubelet = Kubelet(api)
+    kubelet = Kubelet(RestKubeApi(client))
     kubelet.start()
     registry = kopf.OperatorRegistry()
     register(registry, lambda: runtime)
@@ -145,6 +187,7 @@ def cluster(apiserver: Any, prometheus: Any, prometheus_exporter: Exporter) -> I
         yield Cluster(client, api, kubelet, prometheus_exporter, runtime, apiserver)
     kubelet.stop()
     metrics.close()
+    operator_client.close()
     client.close()
     assert runner.exception is None, runner.exception
 

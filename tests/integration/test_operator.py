@@ -429,3 +429,47 @@ def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, api
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_gates_run_as_jobs_and_a_failed_fairness_audit_stops_the_rollout(given: Given) -> None:
+    """Gate Jobs are started for the candidate, their JSON results judged: v2 passes, v3 fails its fairness audit
+    (Failed, no traffic moved, stable untouched)."""
+    given.cluster.kubelet.job_results.update(
+        {
+            "v1": '{"metrics": {"accuracy": 0.81}, "groups": {"a": {"positiveRate": 0.30}, "b": {"positiveRate": 0.31}}}',
+            "v2": '{"metrics": {"accuracy": 0.86}, "groups": {"a": {"positiveRate": 0.30}, "b": {"positiveRate": 0.29}}}',
+            "v3": '{"metrics": {"accuracy": 0.90}, "groups": {"a": {"positiveRate": 0.10}, "b": {"positiveRate": 0.40}}}',
+        }
+    )
+    gate = {
+        "name": "held-out",
+        "owner": "data-science",
+        "template": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "eval", "image": "example/eval:1"}]}
+            }
+        },
+        "checks": [{"result": "accuracy", "min": 0.8}],
+        "fairness": {"result": "positiveRate", "minRatio": 0.8},
+    }
+    r = route("gatewayAPI", "shop")
+    assert r is not None
+    given.api.create(r[0], given.ns, r[1])
+    md = model_deployment("shop", "v1", "gatewayAPI", given.metric)
+    md["spec"]["gates"] = [gate]
+    given.errors("v1", 0.0)
+    given.errors("v2", 0.0)
+    given.api.create(MODELDEPLOYMENTS, given.ns, md)
+    eventually(lambda: given.status("shop").get("stableVersion") == "v1", timeout=60)
+    given.new_version("shop", "v2")
+    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=60)
+    gates = given.status("shop")["history"]
+    assert gates[-1]["outcome"] == "Promoted"
+    given.new_version("shop", "v3")
+    eventually(lambda: given.status("shop").get("phase") == "Failed", timeout=60)
+    status = given.status("shop")
+    assert status["stableVersion"] == "v2"
+    assert given.weights("shop") == {"v2": 100}, "a failed gate moves no traffic"
+    (held_out,) = [g for g in status["gates"] if g["name"] == "held-out"]
+    assert held_out["phase"] == "Failed"
+    assert "fairness" in held_out["message"].lower() or "ratio" in held_out["message"].lower(), held_out

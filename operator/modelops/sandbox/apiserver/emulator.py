@@ -112,6 +112,8 @@ class RequestRecord:
     namespace: str | None
     name: str | None
     status: int | None = None
+    #: the client's User-Agent: tells the operator's requests from the tests' own (RBAC test, benchmarks)
+    user_agent: str = ""
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             subresource=api_path.subresource if api_path else None,
             namespace=api_path.namespace if api_path else None,
             name=api_path.name if api_path else None,
+            user_agent=raw_request.headers.get("User-Agent", ""),
         )
         self.log.append(record)
         _current_record.set(record)
