@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import threading
@@ -436,9 +437,10 @@ def test_gates_run_as_jobs_and_a_failed_fairness_audit_stops_the_rollout(given: 
     (Failed, no traffic moved, stable untouched)."""
     given.cluster.kubelet.job_results.update(
         {
-            "v1": '{"metrics": {"accuracy": 0.81}, "groups": {"a": {"positiveRate": 0.30}, "b": {"positiveRate": 0.31}}}',
-            "v2": '{"metrics": {"accuracy": 0.86}, "groups": {"a": {"positiveRate": 0.30}, "b": {"positiveRate": 0.29}}}',
-            "v3": '{"metrics": {"accuracy": 0.90}, "groups": {"a": {"positiveRate": 0.10}, "b": {"positiveRate": 0.40}}}',
+            version: json.dumps(
+                {"metrics": {"accuracy": acc}, "groups": {"a": {"positiveRate": a}, "b": {"positiveRate": b}}}
+            )
+            for version, acc, a, b in (("v1", 0.81, 0.30, 0.31), ("v2", 0.86, 0.30, 0.29), ("v3", 0.90, 0.10, 0.40))
         }
     )
     gate = {
