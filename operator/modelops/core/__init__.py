@@ -17,6 +17,7 @@ from .actions import (
     StartRetrainingJob,
 )
 from .analysis import CheckOutcome, check_outcome, judge_metric
+from .backtest import BacktestResult, Sample, TimelineEntry, replay
 from .conditions import ConditionType, Reason, get_condition, set_condition
 from .deployment import (
     Decision,
@@ -47,6 +48,7 @@ from .steps import canary_weights, effective_weight, split_replicas
 __all__ = [
     "REQUEST_ANNOTATION",
     "Action",
+    "BacktestResult",
     "CheckOutcome",
     "ConditionType",
     "Decision",
@@ -70,9 +72,11 @@ __all__ = [
     "RequestAction",
     "RetirementDecision",
     "RetirementObservations",
+    "Sample",
     "SetWeights",
     "StartGateJob",
     "StartRetrainingJob",
+    "TimelineEntry",
     "analysis_due",
     "audit_fairness",
     "belongs",
@@ -90,6 +94,7 @@ __all__ = [
     "monitoring_due",
     "parse_request",
     "plan_retirement",
+    "replay",
     "retraining_job_name",
     "set_condition",
     "split_replicas",

@@ -1,0 +1,237 @@
+"""``kubectl modelops`` for real: kubectl (/usr/bin/kubectl) finds the console script on PATH, which talks to the API
+emulator while the operator runs against it and a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from integration.conftest import eventually
+from integration.test_operator import Given, model_deployment, route
+from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS
+
+from .live import PrefixedCluster
+
+pytestmark = pytest.mark.integration
+
+VENV_BIN = Path(sys.executable).parent
+KUBECTL = shutil.which("kubectl", path="/usr/bin") or "/usr/bin/kubectl"
+LONG_STEPS = [{"weight": 10, "pause": "10m"}, {"weight": 50, "pause": "10m"}, {"weight": 100}]
+
+
+class Kubectl:
+    """Runs ``kubectl modelops ...`` as a user would: kubectl on PATH finds ``kubectl-modelops`` in the venv."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.env.pop("KUBECONFIG", None)
+
+    def argv(self, *args: str) -> list[str]:
+        return [KUBECTL, "modelops", *args, "--kubeconfig", str(self.kubeconfig), "-n", self.namespace]
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True, timeout=60)
+        if check:
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done
+
+    def fails(self, *args: str) -> str:
+        """The one-line error of a command that must fail with exit code 1."""
+        done = self(*args, check=False)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith("error: "), lines
+        return lines[0]
+
+
+def deploy(given: Given, name: str, steps: list[dict[str, Any]], approvals: list[str] = ()) -> None:  # type: ignore[assignment]
+    """``name`` at v1, promoted, with ``steps`` for the next rollout (and teams that must approve)."""
+    r = route("gatewayAPI", name)
+    assert r is not None
+    given.api.create(r[0], given.ns, r[1])
+    given.errors("v1", 0.0)
+    body = model_deployment(name, "v1", "gatewayAPI", given.metric)
+    body["spec"]["rollout"]["steps"] = steps
+    if approvals:
+        body["spec"]["approvals"] = [{"team": t} for t in approvals]
+    given.api.create(MODELDEPLOYMENTS, given.ns, body)
+    eventually(lambda: given.status(name).get("phase") == "Promoted")
+
+
+@pytest.fixture
+def given(plugin_cluster: PrefixedCluster) -> Given:
+    return Given(plugin_cluster)
+
+
+@pytest.fixture
+def kubectl(given: Given, apiserver: Any) -> Kubectl:
+    return Kubectl(apiserver.kubeconfig, given.ns)
+
+
+def rolling_out(given: Given, name: str = "shop") -> None:
+    given.errors("v2", 0.0)
+    given.new_version(name, "v2")
+    eventually(lambda: given.status(name).get("canaryWeight") == 10, timeout=30)
+    eventually(lambda: given.status(name)["analysis"]["passedChecks"] >= 1, timeout=30)
+
+
+def test_the_plugin_is_found_by_kubectl(kubectl: Kubectl) -> None:
+    done = subprocess.run([KUBECTL, "plugin", "list"], env=kubectl.env, capture_output=True, text=True, timeout=60)
+    assert str(VENV_BIN / "kubectl-modelops") in done.stdout
+
+
+def test_list_status_history_and_promote(given: Given, kubectl: Kubectl) -> None:
+    deploy(given, "shop", LONG_STEPS)
+    rolling_out(given)
+
+    listed = kubectl("list").stdout.splitlines()
+    assert listed[0].split() == ["NAME", "PHASE", "STABLE", "CANDIDATE", "WEIGHT", "STEP", "AGE"]
+    assert listed[1].split()[:6] == ["shop", "Progressing", "v1", "v2", "10%", "1/3"]
+    everywhere = [line.split()[:3] for line in kubectl("list", "-A").stdout.splitlines()]
+    assert everywhere[0] == ["NAMESPACE", "NAME", "PHASE"]
+    assert [given.ns, "shop", "Progressing"] in everywhere
+
+    status = kubectl("status", "shop").stdout
+    assert "Phase:       Progressing" in status
+    assert "Weights:     v1 90%  v2 10%" in status
+    step_line = next(line for line in status.splitlines() if line.startswith("Step:"))
+    assert step_line.startswith("Step:        1/3 at weight 10, 9m"), step_line
+    assert step_line.endswith("s left"), step_line
+    metric_row = next(line for line in status.splitlines() if line.strip().startswith("error-rate"))
+    assert metric_row.split()[:7] == ["error-rate", "engineering", "0", "-", "0.05", "-", "Pass"], metric_row
+    assert any(line.split()[:2] == ["Progressing", "True"] for line in status.splitlines()), status
+
+    as_json = json.loads(kubectl("status", "shop", "-o", "json").stdout)
+    assert as_json["status"]["canaryWeight"] == 10
+    as_yaml = yaml.safe_load(kubectl("-o", "yaml", "status", "shop").stdout)
+    assert as_yaml["status"]["candidateVersion"] == "v2"
+
+    promoted = kubectl("promote", "shop", "--by", "ana")
+    assert "promote accepted: v2 promoted" in promoted.stdout
+    assert given.status("shop")["stableVersion"] == "v2"
+    assert given.status("shop")["lastRequest"]["by"] == "ana"
+
+    history = kubectl("history", "shop").stdout
+    assert any(line.split()[2:5] == ["rollout", "v2", "Promoted"] for line in history.splitlines()), history
+    assert any(line.split()[2:5] == ["request", "promote", "ana"] for line in history.splitlines()), history
+    as_json = json.loads(kubectl("history", "shop", "-o", "json").stdout)
+    assert [h["outcome"] for h in as_json["history"]] == ["Initial", "Promoted"]
+
+    assert kubectl.fails("promote", "shop") == (
+        "error: shop: cannot promote: no candidate is serving traffic (phase Promoted)"
+    )
+
+
+def test_pause_resume_abort_and_what_does_not_fit_the_phase(given: Given, kubectl: Kubectl) -> None:
+    deploy(given, "shop", LONG_STEPS)
+    rolling_out(given)
+    assert "pause accepted" in kubectl("pause", "shop").stdout
+    assert given.status("shop")["paused"] is True
+    assert kubectl.fails("pause", "shop") == "error: shop: cannot pause: the rollout of v2 is already paused"
+    resumed = json.loads(kubectl("resume", "shop", "-o", "json").stdout)
+    assert resumed["accepted"] is True
+    assert resumed["message"] == "rollout of v2 resumed"
+    assert resumed["id"].startswith("kubectl-")
+    assert given.status("shop")["paused"] is False
+    assert "abort accepted: rollout of v2 aborted" in kubectl("abort", "shop").stdout
+    assert given.status("shop")["phase"] == "RolledBack"
+
+    assert kubectl.fails("promote", "shop") == (
+        "error: shop: cannot promote: the rollout was rolled back (phase RolledBack); nothing is rolling out"
+    )
+    assert kubectl.fails("abort", "shop") == "error: shop: cannot abort: nothing is rolling out (phase RolledBack)"
+    # sent anyway: the operator's own verdict is reported
+    assert kubectl.fails("promote", "shop", "--force") == (
+        "error: shop: the operator rejected promote: cannot promote in phase RolledBack"
+    )
+    assert given.status("shop")["lastRequest"]["result"].startswith("Rejected")
+
+    written = kubectl("retry", "shop", "--no-wait").stdout
+    assert written.startswith("modeldeployment.modelops.io/shop: retry requested (id kubectl-")
+    eventually(lambda: given.status("shop")["lastRequest"]["result"].startswith("Accepted"), timeout=30)
+
+
+def test_approve_while_watching(given: Given, kubectl: Kubectl) -> None:
+    deploy(given, "shop", [{"weight": 10, "pause": "1s"}, {"weight": 100}], approvals=["risk"])
+    given.errors("v2", 0.0)
+    given.new_version("shop", "v2")
+    eventually(lambda: given.status("shop").get("phase") == "Paused", timeout=30)
+    watch = subprocess.Popen(
+        kubectl.argv("watch", "shop", "--interval", "0.2", "--max-duration", "50"),
+        env=kubectl.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert kubectl.fails("approve", "shop", "--team", "legal") == (
+            "error: shop: cannot approve: team 'legal' is not among the approvers (risk)"
+        )
+        assert kubectl.fails("promote", "shop") == "error: shop: cannot promote: awaiting approval from risk"
+        status = kubectl("status", "shop").stdout
+        assert any(line.split()[:2] == ["risk", "waiting"] for line in status.splitlines()), status
+        assert "risk approved v2" in kubectl("approve", "shop", "--team", "risk", "--by", "rita").stdout
+        out, err = watch.communicate(timeout=55)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, err
+    phases = [line.split()[1] for line in out.splitlines()]
+    assert phases[0] == "Paused", out
+    assert phases[-1] == "Promoted", out
+    assert given.status("shop")["approvals"][0]["by"] == "rita"
+
+
+def test_retire_writes_a_model_retirement(given: Given, kubectl: Kubectl) -> None:
+    deploy(given, "shop", LONG_STEPS)
+    deploy(given, "shop-next", LONG_STEPS)
+    assert kubectl("retire", "shop", "--replacement", "shop-next", "--after", "90d").stdout.strip() == (
+        "modelretirement.modelops.io/shop-retirement created"
+    )
+    obj = given.api.get(MODELRETIREMENTS, given.ns, "shop-retirement")
+    assert obj is not None
+    assert obj["spec"]["modelDeployment"] == "shop"
+    assert obj["spec"]["replacement"] == "shop-next"
+    assert obj["spec"]["afterReplacementPromoted"] == "90d"
+    assert kubectl.fails("retire", "shop", "--replacement", "shop-next", "--after", "90d") == (
+        f'error: modelretirement "shop-retirement" already exists in namespace "{given.ns}"'
+    )
+    out = kubectl("retire", "shop", "--not-before", "2099-06-30", "--retirement-name", "later", "-o", "json").stdout
+    assert json.loads(out)["spec"]["notBefore"].startswith("2099-06-30T00:00:00")
+    assert kubectl.fails("retire", "shop", "--replacement", "nope", "--after", "1d") == (
+        f'error: modelretirement "nope" not found in namespace "{given.ns}"'.replace(
+            "modelretirement", "modeldeployment"
+        )
+    )
+
+
+def test_not_found_forbidden_and_context(given: Given, kubectl: Kubectl, apiserver: Any, tmp_path: Path) -> None:
+    assert kubectl.fails("status", "nope") == f'error: modeldeployment "nope" not found in namespace "{given.ns}"'
+    path = f"/apis/modelops.io/v1alpha1/namespaces/{given.ns}/modeldeployments/secret"
+    apiserver.emulator[f"get {path}"] << 403
+    assert kubectl.fails("status", "secret").startswith(
+        f"error: forbidden: you may not access modeldeployment \"secret\" in namespace '{given.ns}'"
+    )
+    # the namespace of the chosen context is used when -n is not given
+    deploy(given, "shop", LONG_STEPS)
+    config = yaml.safe_load(Path(apiserver.kubeconfig).read_text())
+    config["contexts"].append({"name": "team", "context": {**config["contexts"][0]["context"], "namespace": given.ns}})
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    argv = [KUBECTL, "modelops", "list", "--kubeconfig", str(tmp_path / "config"), "--context", "team"]
+    done = subprocess.run(argv, env=kubectl.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].split()[:2] == ["shop", "Promoted"]
+    argv[-1] = "missing"
+    done = subprocess.run(argv, env=kubectl.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot load the kubeconfig"), done.stderr
