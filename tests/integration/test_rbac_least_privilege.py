@@ -40,11 +40,16 @@ def rendered_chart() -> list[dict[str, Any]]:
 
 
 def operator_requests(apiserver: Any) -> list[ApiRequest]:
+    """The operator's requests (its client and kopf's) in this module's namespaces, and cluster-scoped ones (other
+    test modules run operators of their own on the shared emulator, in namespaces of their own)."""
     ours = (USER_AGENT, "kopf/")
     return [
         ApiRequest(r.verb, r.group or "", r.resource, r.subresource or "", r.namespace)
         for r in list(apiserver.emulator.log)
-        if r.user_agent.startswith(ours) and r.verb and r.resource
+        if r.user_agent.startswith(ours)
+        and r.verb
+        and r.resource
+        and (r.namespace is None or r.namespace.startswith(("it-", "proc-")))
     ]
 
 
