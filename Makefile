@@ -42,6 +42,9 @@ crds: venv ## regenerate crds/ from the API models, and the copies in the chart 
 test: deps lint ## the whole test suite (lint included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+demo: deps ## the local environment playing a whole model lifecycle (about 4 minutes; Ctrl-C stops it cleanly)
+	$(BIN)/modelops sandbox demo --dir .sandbox-demo
+
 unit: venv ## the fast tests only
 	$(BIN)/python -m pytest -m 'not integration and not e2e' $(PYTEST_ARGS)
 

@@ -337,6 +337,13 @@ CASES = {
         actions=[],
         check=lambda d: d.status.analysis.unavailable_checks == 1,
     ),
+    "at_full_weight_the_stable_serves_nothing_so_thresholds_alone_decide": Case(
+        progressing(2),
+        obs=obs(stable={}),
+        at=MIN,
+        phase=Phase.PROMOTED,
+        check=lambda d: d.status.history[-1].outcome == "Promoted" and d.status.analysis.unavailable_checks == 0,
+    ),
     "without_metrics_a_step_ends_with_its_pause": Case(
         progressing(0),
         obs=obs(candidate={}),

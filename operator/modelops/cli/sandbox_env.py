@@ -1,4 +1,4 @@
-"""``modelops sandbox up`` / ``down`` / ``status``: the whole local environment as one command.
+"""``modelops sandbox up`` / ``down`` / ``status`` / ``demo``: the whole local environment as one command.
 
 ``up`` runs :class:`~modelops.sandbox.env.SandboxEnv` in the foreground until Ctrl-C (or SIGTERM), writing
 ``<dir>/state.json`` (pids, ports, URLs, refreshed every few seconds) and ``<dir>/kubeconfig``. ``up --detach``
@@ -23,9 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register_env_commands", "run_down", "run_status", "run_up"]
+__all__ = ["register_env_commands", "run_demo_command", "run_down", "run_status", "run_up"]
 
 DEFAULT_DIR = Path(".sandbox")
+DEMO_DIR = Path(".sandbox-demo")
 _MAIN = "import sys; from modelops.cli import main; sys.exit(main())"
 #: how often the foreground ``up`` refreshes the state file (the runner's processes come and go)
 STATE_REFRESH = 2.0
@@ -74,6 +75,25 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
     _dir_option(status)
     status.add_argument("--json", action="store_true", help="print the state as JSON")
     status.set_defaults(func=run_status)
+
+    demo = commands.add_parser(
+        "demo",
+        help="play the whole model lifecycle live in the local environment",
+        description="Start the local environment and play the lifecycle of examples/recommender.yaml in a few "
+        "minutes: v1 stable; v2 gates, canary, approval, promotion; v3 rolled back; drift, Degraded, retraining, "
+        "promotion; a replacement and a ModelRetirement. Prints progress live, then a summary and a PNG timeline. "
+        "Exit status 0 only when the lifecycle went as described; Ctrl-C stops everything.",
+    )
+    demo.add_argument(
+        "--dir", type=Path, default=DEMO_DIR, help=f"the demo's directory (models, data, logs; default {DEMO_DIR})"
+    )
+    demo.add_argument("--png", type=Path, help="where to write the timeline (default DIR/timeline.png)")
+    demo.add_argument(
+        "--speed", type=float, default=1.0, help="divide every duration of the scenario by this (default 1: ~5 min)"
+    )
+    demo.add_argument("--rate", type=float, default=40.0, help="requests per second of the traffic (default 40)")
+    demo.add_argument("--sandbox-id", help=argparse.SUPPRESS)
+    demo.set_defaults(func=run_demo_command)
 
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +301,19 @@ def run_status(args: argparse.Namespace) -> int:
         where = f" {p['url']}" if p.get("url") else ""
         print(f"    {p['kind']:<10} {p['namespace']}/{p['pod']:<40} pid {p.get('pid')} {running}{ready}{where}")
     return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- demo
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Play the demo (``modelops.sandbox.demo``); its exit status."""
+    from modelops.sandbox.demo import DemoOptions, run_demo
+
+    options = DemoOptions(directory=args.dir, png=args.png, speed=args.speed, rate=args.rate)
+    if args.sandbox_id:
+        options.sandbox_id = args.sandbox_id
+    return run_demo(options)
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers

@@ -556,11 +556,14 @@ class _Tick:
         """Run one analysis; True when it rolled the candidate back."""
         st, spec, obs = self.st, self.spec, self.obs
         policy = spec.rollout.analysis
+        # At weight 100 the stable version serves nothing, so its reading of a rate is empty: a baseline comparison
+        # cannot be made and would hold the last step until maxUnavailableChecks rolled it back. Thresholds only.
+        full = st.canary_weight >= 100
         results = [
             judge_metric(
-                m,
+                m.model_copy(update={"baseline": None}) if full and m.baseline is not None else m,
                 obs.candidate.get(m.name, Reading.no_data("not observed")),
-                obs.stable.get(m.name, Reading.no_data("not observed")) if m.baseline is not None else None,
+                None if m.baseline is None or full else obs.stable.get(m.name, Reading.no_data("not observed")),
                 self.now,
             )
             for m in policy.metrics

@@ -438,7 +438,12 @@ def route_weights(client: Client, namespace: str, name: str) -> Callable[[], dic
 
     def weights() -> dict[str, float]:
         md = client.get(MODELDEPLOYMENTS, namespace, name)
-        traffic = ((md or {}).get("spec") or {}).get("traffic") or {}
+        if md is None:
+            # Retired (or not yet created): the platform's route of that name, if any, still carries the traffic,
+            # e.g. to the replacement a ModelRetirement drained it to.
+            route = client.get(HTTPROUTES, namespace, name)
+            return httproute_weights(route) if route is not None else ready_replicas()
+        traffic = (md.get("spec") or {}).get("traffic") or {}
         router = traffic.get("router")
         if router == "gatewayAPI":
             settings = traffic.get("gatewayAPI") or {}

@@ -12,10 +12,10 @@ Examples::
     python -m modelops.sandbox.models data --slice live --data-shift 1 --out /tmp/shifted.csv
 
 Options fall back to environment variables where a pod template would set them: ``MODEL_URI``, ``MODEL_NAME``,
-``MODEL_VERSION``, ``PORT`` (serve, evaluate), ``STABLE_MODEL_URI`` (evaluate), ``MODELOPS_DATA_SHIFT`` (the
-current re-calibration of the sensors, for evaluate and retrain) and ``MODELOPS_TERMINATION_LOG`` (instead of
-``/dev/termination-log``). Jobs print their JSON result and write it to the termination log; on failure they
-write ``{"error": ...}`` there and exit 1.
+``MODEL_VERSION``, ``PORT`` (serve, evaluate), ``STABLE_MODEL_URI`` or ``STABLE_URI`` (evaluate; the operator sets
+the latter on gate Jobs), ``MODELOPS_DATA_SHIFT`` (the current re-calibration of the sensors, for evaluate and
+retrain) and ``MODELOPS_TERMINATION_LOG`` (instead of ``/dev/termination-log``). Jobs print their JSON result and
+write it to the termination log; on failure they write ``{"error": ...}`` there and exit 1.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="the gate job: held-out metrics and per-group rates")
     p.add_argument("--model-uri", default=_env("MODEL_URI"))
-    p.add_argument("--stable-uri", default=_env("STABLE_MODEL_URI"))
+    # STABLE_URI is what the operator sets on gate Jobs (modelops.handlers.reconcile); STABLE_MODEL_URI by hand.
+    p.add_argument("--stable-uri", default=_env("STABLE_MODEL_URI") or _env("STABLE_URI"))
     p.add_argument("--termination-log", default=_termination_log_default())
     data_options(p, default="builtin:test")
     p.set_defaults(func=_cmd_evaluate, required=("model_uri",))

@@ -5,7 +5,8 @@ Recipes (the versions of the demo differ for real, not by a flag the server read
 ============ ============================================ ===================================================
 recipe       what it is                                   what it does on held-out rows (about)
 ============ ============================================ ===================================================
-baseline     standard scaling + logistic regression       accuracy 0.75 (linear, the classes are clustered)
+baseline     standard scaling, quadratic features +       accuracy 0.83 (the classes are clustered: a
+             logistic regression                          quadratic model gets most, not all, of them)
 improved     histogram gradient boosting                  accuracy 0.90
 broken       ``improved``, served with columns swapped    offline 0.90 (passes gates); served 0.59 and about
              in pairs and a wrong range check on ``f3``   8% of requests fail (``f3`` outside [-2.5, 2.5])
@@ -28,7 +29,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from .artifacts import ModelArtifact, ServingPreprocess
 from .data import FEATURES, GROUPS, Dataset, groups_of
@@ -45,7 +46,12 @@ BIAS_FLIP = 0.3
 
 
 def _baseline(seed: int) -> Any:
-    return make_pipeline(StandardScaler(), LogisticRegression(random_state=seed))
+    # Quadratic terms: a plain linear model (about 0.75) fell short of the example's own quality bar (accuracy
+    # 0.8 at the gate and in the canary), so v1 could never become stable; pairwise products get most of the
+    # clusters' structure and leave the boosted trees a clear lead.
+    return make_pipeline(
+        StandardScaler(), PolynomialFeatures(degree=2), LogisticRegression(max_iter=1000, random_state=seed)
+    )
 
 
 def _boosted(seed: int) -> Any:

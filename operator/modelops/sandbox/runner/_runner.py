@@ -124,6 +124,7 @@ class LocalRunner:
         tick: float = 0.2,
         probe_period: float = 0.25,
         grace: float = 5.0,
+        drain: float = 1.0,
         watch: bool = True,
     ) -> None:
         self.client = Client(api_client)
@@ -138,6 +139,10 @@ class LocalRunner:
         self.tick = tick
         self.probe_period = probe_period
         self.grace = grace
+        #: seconds a replica out of the endpoints keeps serving before its SIGTERM (a preStop delay, in Kubernetes
+        #: terms): a router still on its previous table (the gateway refreshes every 0.5 s) finishes what it sent
+        #: there instead of seeing the connection cut (a 502)
+        self.drain = drain
         self._deployments: dict[Key, _Deployment] = {}
         self._jobs: dict[Key, _Job] = {}
         self._services: dict[Key, dict[str, str]] = {}
@@ -389,12 +394,13 @@ class LocalRunner:
         return _Replica(pod, digest, labels, spec.metrics_path(template), str(container.get("name", "main")), process)
 
     def _retire(self, state: _Deployment, replica: _Replica, *, delete_pod: bool = True) -> None:
-        """Take a replica out of service now (endpoints, status) and stop it in the background."""
+        """Take a replica out of service now (endpoints, status); stop it in the background ``drain`` s later."""
         if replica in state.replicas:
             state.replicas.remove(replica)
         log.info("Deployment %s/%s: stopping %s", state.namespace, state.name, replica.pod)
 
         def stop() -> None:
+            self._stopping.wait(self.drain)  # out of the endpoints already; the whole runner stopping cuts it short
             replica.process.stop()
             if delete_pod and replica.pod_created:
                 self._quietly(self.client.delete, PODS, state.namespace, replica.pod)
