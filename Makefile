@@ -45,6 +45,9 @@ test: deps lint ## the whole test suite (lint included)
 demo: deps ## the local environment playing a whole model lifecycle (about 4 minutes; Ctrl-C stops it cleanly)
 	$(BIN)/modelops sandbox demo --dir .sandbox-demo
 
+bench: deps ## benchmarks: 100 and 1,000 ModelDeployments, rollback latency, decide/s -> bench/results.json
+	$(BIN)/python -m bench
+
 unit: venv ## the fast tests only
 	$(BIN)/python -m pytest -m 'not integration and not e2e' $(PYTEST_ARGS)
 

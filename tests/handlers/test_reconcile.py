@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from modelops.adapters.kube import DEPLOYMENTS, EVENTS, MODELDEPLOYMENTS, InMemoryKube
+from modelops.adapters.kube import DEPLOYMENTS, EVENTS, MODELDEPLOYMENTS, InMemoryKube, deployment_ready
 from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.adapters.routers import FakeRouter
 from modelops.handlers.operator import _reconcile_fresh, retiring
@@ -176,3 +176,53 @@ def test_retiring_follows_the_retirement_schedule_and_phase() -> None:
     assert not retiring([future], now)
     past = {"spec": {"notBefore": "2025-01-01T00:00:00Z"}, "status": {}}
     assert retiring([past], now)
+
+
+def _cache(world: World) -> dict[str, bool]:
+    """What the operator's watch of Deployments would hold: version -> ready."""
+    return {
+        d["metadata"]["labels"]["modelops.io/version"]: deployment_ready(d) for d in world.kube.list(DEPLOYMENTS, NS)
+    }
+
+
+def test_a_steady_tick_with_the_watch_cache_reads_no_deployment(world: World) -> None:
+    world.settle()
+    cache, body = _cache(world), world.body()
+    before = len(world.kube.calls)
+    outcome = reconcile_deployment(world.rt, body, workloads=cache)
+    assert not outcome.wrote_status
+    assert [c for c in world.kube.calls[before:] if c.resource == DEPLOYMENTS] == []
+    assert [c[0] for c in world.router.calls[-1:]] == ["observe"], "the route is read once, for both questions"
+
+
+def test_a_version_the_cache_has_not_seen_yet_is_read_not_reported_missing(world: World) -> None:
+    world.settle()
+    before = len(world.kube.calls)
+    outcome = reconcile_deployment(world.rt, world.body(), workloads={})
+    assert not outcome.actions, "a stale cache must not recreate the workload"
+    assert [(c.verb, c.name) for c in world.kube.calls[before:] if c.resource == DEPLOYMENTS] == [("get", "fraud-v1")]
+
+
+def test_a_workload_really_gone_is_recreated_with_the_cache(world: World) -> None:
+    world.settle()
+    world.kube.delete(DEPLOYMENTS, NS, "fraud-v1")
+    outcome = reconcile_deployment(world.rt, world.body(), workloads={})
+    assert any(type(a).__name__ == "EnsureWorkload" for a in outcome.actions)
+    assert world.kube.get(DEPLOYMENTS, NS, "fraud-v1") is not None
+
+
+def test_held_in_a_step_the_object_sleeps_until_the_analysis_is_due(world: World) -> None:
+    world.settle()
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": spec("v2")})
+    world.settle()
+    assert world.status()["currentStep"] == 0
+    outcome = world.tick(seconds=1)
+    assert outcome.next_in == pytest.approx(29.0), "the next analysis, not the gate poll"
+    outcome = world.tick(seconds=60)
+    assert outcome.next_in <= world.rt.poll_seconds, "past the pause: polled again"
+
+
+def test_a_status_write_reports_the_resource_version_it_produced(world: World) -> None:
+    outcome = world.tick()
+    assert outcome.wrote_status
+    assert outcome.resource_version == world.body()["metadata"]["resourceVersion"]

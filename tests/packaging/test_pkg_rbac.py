@@ -195,7 +195,7 @@ NAMESPACED_USE = [
     *[(v, "modelops.io", "modeldeployments", "") for v in ("get", "list", "watch", "patch", "delete")],
     *[(v, "modelops.io", "modelretirements", "") for v in ("get", "list", "watch", "patch")],
     *[("patch", "modelops.io", r, "status") for r in ("modeldeployments", "modelretirements")],
-    *[(v, "apps", "deployments", "") for v in ("get", "list", "create", "patch", "delete")],
+    *[(v, "apps", "deployments", "") for v in ("get", "list", "watch", "create", "patch", "delete")],
     *[(v, "", "services", "") for v in ("get", "list", "create", "patch", "delete")],
     *[(v, "batch", "jobs", "") for v in ("get", "list", "create", "delete")],
     ("list", "", "pods", ""),

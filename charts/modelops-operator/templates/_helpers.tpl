@@ -68,7 +68,7 @@ ClusterRole; the namespaced install in a Role per watched namespace. Least privi
   verbs: [patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, create, patch, delete]

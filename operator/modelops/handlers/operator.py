@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import kopf
 
-from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS, Conflict, KubeApi
+from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS, Conflict, KubeApi, deployment_ready
 from modelops.api import GROUP, VERSION
+from modelops.core.naming import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGER, MODEL_LABEL, VERSION_LABEL
 
 from .reconcile import Outcome, Runtime, finalize_deployment, reconcile_deployment, reconcile_retirement
 
@@ -28,6 +29,8 @@ log = logging.getLogger("modelops")
 FINALIZER = "modelops.io/finalizer"
 #: A reconcile whose status write meets a newer object (409) starts again from a fresh read, this many times.
 CONFLICT_RETRIES = 3
+#: How long a reconcile waits for the watch to bring back the object its previous status write produced.
+ECHO_SECONDS = 2.0
 #: Retirement phases during which the retired deployment's route belongs to the retirement.
 DRAINING_PHASES = frozenset({"Draining", "CleaningUp", "Retired"})
 
@@ -69,8 +72,27 @@ def _reconcile_fresh(
     return reconcile(body)
 
 
+def cached_workloads(entries: Iterable[Mapping[str, Any]], model: str | None) -> dict[str, bool]:
+    """Version -> ready from the Deployment index's entries of one ModelDeployment (of its current model name:
+    the same Deployments a LIST by ``owner_labels`` returns).
+
+    >>> cached_workloads([{"version": "v1", "model": "m", "ready": True}, {"version": "v0", "model": "x"}], "m")
+    {'v1': True}
+    """
+    return {str(e["version"]): bool(e.get("ready")) for e in entries if e.get("model") == model and e.get("version")}
+
+
+def echo_of(memo: Any) -> asyncio.Event:
+    """Set when the watch brings back the object as our last status write left it."""
+    event: asyncio.Event | None = getattr(memo, "echo", None)
+    if event is None:
+        event = asyncio.Event()
+        memo.echo = event
+    return event
+
+
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
-    """Until ``seconds`` pass, the object changes (``wake``), or the daemon is stopped."""
+    """Until ``seconds`` pass, ``wake`` is set (the object changed, or our write came back), or the daemon stops."""
     waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -91,6 +113,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
         wakers[(namespace, name)] = event
         return event
 
+    #: the last (version, ready) seen of each version Deployment: only a change of either wakes its owner
+    seen: dict[Key, tuple[str, bool]] = {}
+
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
@@ -106,10 +131,50 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
         target = spec.get("modelDeployment")
         return {(namespace or "", str(target)): {"spec": dict(spec), "status": dict(status)}}
 
+    # -------------------------------------------------------------------------- version Deployments (children)
+
+    children: dict[str, Any] = {
+        MANAGED_BY_LABEL: MANAGER,
+        DEPLOYMENT_LABEL: kopf.PRESENT,
+        VERSION_LABEL: kopf.PRESENT,
+    }
+
+    @kopf.index("apps", "v1", "deployments", registry=registry, labels=children, id="workloads_by_owner")
+    def workloads_by_owner(
+        *, namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[Key, dict[str, Any]]:
+        """Readiness of every version Deployment, kept from the watch: a reconcile reads it instead of a LIST."""
+        entry = {"version": labels[VERSION_LABEL], "model": labels.get(MODEL_LABEL), "ready": deployment_ready(body)}
+        return {(namespace or "", labels[DEPLOYMENT_LABEL]): entry}
+
+    @kopf.on.event("apps", "v1", "deployments", registry=registry, labels=children)
+    async def workload_changed(
+        *, type: str | None, namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> None:
+        """Wake the owner when a version Deployment appears, goes, or its readiness flips (not on every status
+        write of its controller): a candidate that becomes ready moves on at once, without polling."""
+        key = (namespace or "", name)
+        now = (str(labels.get(VERSION_LABEL)), deployment_ready(body))
+        if type == "DELETED":
+            seen.pop(key, None)
+        elif seen.get(key) == now:
+            return
+        else:
+            seen[key] = now
+        owner = wakers.get((namespace or "", str(labels.get(DEPLOYMENT_LABEL))))
+        if owner is not None:
+            owner.set()
+
     # ------------------------------------------------------------------------------------ ModelDeployment
 
     @kopf.on.event(GROUP, VERSION, "modeldeployments", registry=registry)
-    async def deployment_changed(*, memo: Any, namespace: str | None, name: str, **_: Any) -> None:
+    async def deployment_changed(*, memo: Any, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if rv and rv == getattr(memo, "awaited", None):
+            memo.awaited = None
+            echo_of(memo).set()
+            if getattr(memo, "quiet_echo", False):
+                return  # the echo of a status-only write of our own: nothing new to look at
         waker(memo, namespace or "", name).set()
 
     @kopf.daemon(
@@ -125,15 +190,31 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
     ) -> None:
         ns = namespace or ""
         index: kopf.Index[Key, dict[str, Any]] = kwargs["retirements_by_target"]
+        workloads: kopf.Index[Key, dict[str, Any]] = kwargs["workloads_by_owner"]
         wake = waker(memo, ns, name)
         rt = runtime()
         while not stopped:
+            if getattr(memo, "awaited", None) is not None:
+                # Our last status write has not come back through the watch yet: a reconcile now would decide from
+                # the status before it (and, say, set the route back to the previous step's weights).
+                await _sleep(stopped, echo_of(memo), ECHO_SECONDS)
+                memo.awaited = None
             wake.clear()
+            echo_of(memo).clear()
             snapshot = copy.deepcopy(dict(body))
+            if (snapshot.get("metadata") or {}).get("deletionTimestamp"):
+                return  # being deleted: the finalizer restores the route; a reconcile now would undo that
             is_retiring = retiring(list(index.get((ns, name), [])), rt.clock())
+            model = ((snapshot.get("spec") or {}).get("model") or {}).get("name")
+            cached = cached_workloads(list(workloads.get((ns, name), [])), model)
 
-            def one(b: Mapping[str, Any], is_retiring: bool = is_retiring) -> Outcome:
-                return reconcile_deployment(rt, b, retiring=is_retiring)
+            def one(b: Mapping[str, Any], is_retiring: bool = is_retiring, cached: dict[str, bool] = cached) -> Outcome:
+                outcome = reconcile_deployment(rt, b, retiring=is_retiring, workloads=cached)
+                # Set here, in the reconcile's thread right after the write: the echo comes through kopf later.
+                # A write of status alone (no action) needs no second look: its echo is not a wake-up.
+                memo.quiet_echo = not outcome.actions
+                memo.awaited = outcome.resource_version
+                return outcome
 
             try:
                 outcome = await asyncio.to_thread(_reconcile_fresh, rt.api, one, MODELDEPLOYMENTS, snapshot)
@@ -183,4 +264,4 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             await _sleep(stopped, wake, delay)
 
 
-__all__ = ["FINALIZER", "register", "retiring"]
+__all__ = ["FINALIZER", "cached_workloads", "register", "retiring"]

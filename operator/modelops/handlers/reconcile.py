@@ -71,6 +71,7 @@ from modelops.core import (
     analysis_due,
     decide,
     desired_weights,
+    desired_workloads,
     mark_invalid_spec,
     monitoring_due,
     parse_request,
@@ -124,6 +125,8 @@ class Outcome:
     next_in: float
     error: str | None = None
     actions: tuple[Action, ...] = ()
+    #: the object's resourceVersion after our status write: the watch event carrying it is our own echo
+    resource_version: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------- status
@@ -142,14 +145,21 @@ def write_status(api: KubeApi, resource: Resource, meta: ObjectMeta, raw_before:
     Returns whether it wrote. A stale resourceVersion raises ``Conflict``: the caller reconciles again from a
     fresh read instead of overwriting what someone else wrote.
     """
+    return patch_status(api, resource, meta, raw_before, after) is not None
+
+
+def patch_status(
+    api: KubeApi, resource: Resource, meta: ObjectMeta, raw_before: Mapping[str, Any], after: Obj
+) -> str | None:
+    """:func:`write_status`, returning the resourceVersion the write produced ("" if unknown), None if no write."""
     patch = _status_patch(raw_before, after)
     if not patch:
-        return False
+        return None
     body: Obj = {"status": patch}
     if meta.resource_version:
         body["metadata"] = {"resourceVersion": meta.resource_version}
-    api.patch(resource, meta.namespace, meta.name, body, subresource="status")
-    return True
+    written = api.patch(resource, meta.namespace, meta.name, body, subresource="status")
+    return str(((written or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _dump(status: ModelDeploymentStatus | ModelRetirementStatus) -> Obj:
@@ -198,24 +208,53 @@ def _query(rt: Runtime, template: str, values: Mapping[str, str]) -> Reading:
         return Reading.error(str(exc))
 
 
+def observe_workloads(kube: KubeAdapter, md: ModelDeployment, cached: Mapping[str, bool] | None) -> dict[str, bool]:
+    """Version -> ready, for the version Deployments of ``md``.
+
+    ``cached`` is what the operator's watch of Deployments last saw (see ``handlers.operator``): then this costs no
+    request in steady state. A version status already wants but the cache lacks (just created, or the watch is
+    behind) is read directly, so "missing" is never reported from a stale cache. Without a cache, one LIST.
+    """
+    meta = md.metadata
+    if cached is None:
+        ready: dict[str, bool] = {}
+        for obj in kube.api.list(DEPLOYMENTS, meta.namespace, owner_labels(md)):
+            version = ((obj.get("metadata") or {}).get("labels") or {}).get(VERSION_LABEL)
+            if version:
+                ready[version] = deployment_ready(obj)
+        return ready
+    ready = dict(cached)
+    wanted = owner_labels(md)
+    for version in desired_workloads(md.spec, md.status):
+        if version in ready:
+            continue
+        got = kube.api.get(DEPLOYMENTS, meta.namespace, workload_name(meta.name, version))
+        found = ((got or {}).get("metadata") or {}).get("labels") or {}
+        if got is not None and all(found.get(k) == v for k, v in wanted.items()):
+            ready[version] = deployment_ready(got)
+    return ready
+
+
 def observe_deployment(
-    rt: Runtime, kube: KubeAdapter, router: Router, md: ModelDeployment, now: datetime, retiring: bool
+    rt: Runtime,
+    kube: KubeAdapter,
+    router: Router,
+    md: ModelDeployment,
+    now: datetime,
+    retiring: bool,
+    workloads: Mapping[str, bool] | None = None,
 ) -> DeploymentObservations:
-    """Look at the world as far as this reconcile needs: Prometheus only when an analysis is due."""
+    """Look at the world as far as this reconcile needs: Prometheus only when an analysis is due, the route once,
+    the Deployments from the watch cache when there is one (``workloads``: version -> ready)."""
     spec, status, meta = md.spec, md.status, md.metadata
     request = parse_request(meta.annotations.get(REQUEST_ANNOTATION))
     live = status.phase in (Phase.PROGRESSING, Phase.PAUSED) and status.candidate_version is not None
     candidate = status.candidate_version
     stable = status.stable_version
 
-    versions: dict[str, Obj] = {}
-    for obj in kube.api.list(DEPLOYMENTS, meta.namespace, owner_labels(md)):
-        version = ((obj.get("metadata") or {}).get("labels") or {}).get(VERSION_LABEL)
-        if version:
-            versions[version] = obj
-
-    candidate_ready = candidate is not None and candidate in versions and deployment_ready(versions[candidate])
-    stable_ready = stable is not None and stable in versions and deployment_ready(versions[stable])
+    versions = observe_workloads(kube, md, workloads)
+    candidate_ready = candidate is not None and versions.get(candidate, False)
+    stable_ready = stable is not None and versions.get(stable, False)
 
     gates: dict[str, JobResult] = {}
     for gate in status.gates:
@@ -230,8 +269,7 @@ def observe_deployment(
     desired = desired_weights(status)
     if not retiring and desired:
         try:
-            router_weights = router.get_weights()
-            route_matches = router.verify_weights(desired) if router_weights is not None else None
+            router_weights, route_matches = router.observe(desired)
         except (RouterError, KubeApiError) as exc:
             log.warning("%s/%s: cannot read the route: %s", meta.namespace, meta.name, exc)
 
@@ -319,13 +357,24 @@ def execute_deployment_actions(
 def next_wake(
     spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime, poll: float, idle: float = IDLE_SECONDS
 ) -> float:
-    """Seconds until something may be due: a poll while gates, warm-up or retraining run; else the next analysis,
-    step end, monitoring check, scale-down or cron time; at most ``IDLE_SECONDS``."""
+    """Seconds until something may be due: a poll while gates, warm-up, retraining, a pause, or the wait at the end
+    of a step run; else the next analysis, step end, monitoring check, scale-down or cron time; at most ``idle``."""
     due: list[datetime] = []
-    if status.phase in ACTIVE_PHASES or status.retraining.phase == "Running":
+    steps = spec.rollout.steps
+    in_step = status.step_started_at is not None and status.current_step is not None
+    if in_step and status.phase == Phase.PROGRESSING:
+        # Held within a step: its end and its analyses are timed below, and readiness changes wake the object
+        # through the watch, so it is polled only once the pause is over (waiting for readiness or analysis).
+        assert status.step_started_at is not None
+        assert status.current_step is not None
+        pause = parse_duration(steps[status.current_step].pause) if status.current_step < len(steps) else None
+        if pause is None or now >= status.step_started_at + pause:
+            due.append(now + timedelta(seconds=poll))
+    elif status.phase in ACTIVE_PHASES:
+        due.append(now + timedelta(seconds=poll))
+    if status.retraining.phase == "Running":
         due.append(now + timedelta(seconds=poll))
     if status.step_started_at is not None and status.current_step is not None:
-        steps = spec.rollout.steps
         if status.current_step < len(steps):
             due.append(status.step_started_at + parse_duration(steps[status.current_step].pause))
         anchor = max(status.step_started_at, status.analysis.last_check_at or status.step_started_at)
@@ -341,8 +390,10 @@ def next_wake(
     return max(MIN_SECONDS, seconds)
 
 
-def reconcile_deployment(rt: Runtime, body: Mapping[str, Any], *, retiring: bool = False) -> Outcome:
-    """One reconcile of a ModelDeployment, from its body as last seen."""
+def reconcile_deployment(
+    rt: Runtime, body: Mapping[str, Any], *, retiring: bool = False, workloads: Mapping[str, bool] | None = None
+) -> Outcome:
+    """One reconcile of a ModelDeployment, from its body as last seen (``workloads``: see ``observe_workloads``)."""
     meta = ObjectMeta.model_validate(body["metadata"])
     raw_status: Mapping[str, Any] = body.get("status") or {}
     status = _parse_status(ModelDeploymentStatus, raw_status)
@@ -364,7 +415,7 @@ def reconcile_deployment(rt: Runtime, body: Mapping[str, Any], *, retiring: bool
     md = ModelDeployment(metadata=meta, spec=spec, status=status)
     router = rt.router(spec, meta.namespace, meta.name)
     with rt.telemetry.reconcile("ModelDeployment"):
-        obs = observe_deployment(rt, kube, router, md, now, retiring)
+        obs = observe_deployment(rt, kube, router, md, now, retiring, workloads)
         decision = decide(spec, meta, status, obs, now)
         try:
             execute_deployment_actions(kube, router, md, decision.actions)
@@ -373,10 +424,10 @@ def reconcile_deployment(rt: Runtime, body: Mapping[str, Any], *, retiring: bool
             log.warning("%s/%s: %s", meta.namespace, meta.name, message)
             _safe_event(kube, md, "Warning", "ReconcileError", message)
             return Outcome(False, rt.poll_seconds, error=message, actions=decision.actions)
-        wrote = write_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+        written = patch_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
     _record(rt, meta, spec, status, decision.status, obs)
     nxt = next_wake(spec, decision.status, now, rt.poll_seconds, rt.idle_seconds)
-    return Outcome(wrote, nxt, actions=decision.actions)
+    return Outcome(written is not None, nxt, actions=decision.actions, resource_version=written or None)
 
 
 def _record(
@@ -522,9 +573,8 @@ def reconcile_retirement(rt: Runtime, body: Mapping[str, Any]) -> Outcome:
             if drain is not None:
                 router, retired_version, key = drain
                 try:
-                    router_weights = router.get_weights()
                     want = drain_weights(retired_version, key, status.drained_weight)
-                    route_matches = router.verify_weights(want) if router_weights is not None else None
+                    router_weights, route_matches = router.observe(want)
                 except (RouterError, KubeApiError) as exc:
                     log.warning("%s/%s: cannot read the route: %s", meta.namespace, meta.name, exc)
         zero = None
@@ -595,6 +645,8 @@ __all__ = [
     "Runtime",
     "finalize_deployment",
     "next_wake",
+    "observe_workloads",
+    "patch_status",
     "reconcile_deployment",
     "reconcile_retirement",
     "write_status",

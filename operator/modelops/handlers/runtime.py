@@ -113,6 +113,9 @@ def run_operator(config: OperatorConfig) -> int:
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger("modelops").setLevel(logging.DEBUG if config.verbose else logging.INFO)
+    # httpx logs every Prometheus query at INFO: thousands of lines per interval at scale, and measurable CPU
+    # (see docs/performance.md). Failed queries are reported by the analysis itself (verdict Error, events).
+    logging.getLogger("httpx").setLevel(logging.DEBUG if config.verbose else logging.WARNING)
     telemetry = Telemetry()
     registry, _ = operator_task(config, telemetry=telemetry)
     server = telemetry.serve(config.metrics_port, config.metrics_address) if config.metrics_port else None

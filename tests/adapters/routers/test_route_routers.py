@@ -286,3 +286,28 @@ def test_invalid_splits_are_rejected_before_any_io(weights: dict[str, Any], kube
     with pytest.raises(ValueError, match="weight"):
         router.set_weights(weights)
     assert kube.calls == []
+
+
+def test_observe_answers_readback_and_verdict_from_one_read(
+    case: Case, kube: InMemoryKube, router: ListRouteRouter
+) -> None:
+    router.set_weights({"1.0.0": 90, "1.1.0": 10})
+    before = len(kube.calls)
+    assert router.observe({"1.0.0": 90, "1.1.0": 10}) == ({"1.0.0": 90, "1.1.0": 10}, True)
+    assert router.observe({"1.0.0": 100}) == ({"1.0.0": 90, "fraud-1-1-0": 10}, False)
+    calls = kube.calls[before:]
+    assert [(c.verb, c.resource) for c in calls] == [("get", case.resource)] * 2, "no Service LIST, one GET each"
+
+
+def test_observe_keeps_the_name_of_a_backend_it_was_not_asked_about(
+    case: Case, kube: InMemoryKube, router: ListRouteRouter
+) -> None:
+    router.set_weights({"1.0.0": 50, "0.9.0": 50})
+    weights, matches = router.observe({"1.0.0": 100})
+    assert weights == {"1.0.0": 50, "fraud-0-9-0": 50}
+    assert matches is False
+
+
+def test_observe_a_missing_route_object(case: Case, kube: InMemoryKube, router: ListRouteRouter) -> None:
+    del kube.objects[(case.resource, NAMESPACE, case.name)]
+    assert router.observe({"1.0.0": 100}) == (None, None)

@@ -8,7 +8,7 @@ version and always sum to 100. Routers hold no state: every call reads the objec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from modelops.adapters.kube import Conflict, KubeApi, Obj, Resource, as_kube_api, workload_name
@@ -38,6 +38,11 @@ class Router(Protocol):
 
     def verify_weights(self, weights: Mapping[str, int]) -> bool:
         """Whether the split in effect is ``weights`` (versions at 0 may be present or absent)."""
+        ...
+
+    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+        """``get_weights()`` and ``verify_weights(weights)`` from one read of the route: what a reconcile asks every
+        tick, so it must cost one request. Both None when the route object is missing."""
         ...
 
     def finalize(self, stable_version: str) -> None:
@@ -135,6 +140,14 @@ class VersionNames:
     def service(self, version: str) -> str:
         return self.extra.get(version) or workload_name(self.md_name, version)
 
+    def known(self, versions: Iterable[str]) -> dict[str, str]:
+        """Service name -> version for ``versions`` (and the extra backends), without asking the API server: the
+        operator names every version's Service ``workload_name(deployment, version)``. Backends of other versions
+        are not named here; they keep their Service name."""
+        out = {workload_name(self.md_name, v): v for v in versions}
+        out.update({service: key for key, service in self.extra.items()})
+        return out
+
     def versions(self) -> dict[str, str]:
         """Service name -> version, for the Services the operator made for this ModelDeployment."""
         selector = {MANAGED_BY_LABEL: MANAGER, DEPLOYMENT_LABEL: self.md_name}
@@ -224,20 +237,34 @@ class ListRouteRouter(ABC):
 
         return read_modify_write(self.api, self.resource, self.namespace, self.object_name, change)
 
-    def get_weights(self) -> dict[str, int] | None:
+    def _read_route(self) -> dict[str, int] | None:
+        """Backend (Service) name -> percent in the managed entry; None when the route object is missing."""
         obj = self.api.get(self.resource, self.namespace, self.object_name)
         if obj is None:
             return None
         entries = (obj.get("spec") or {}).get(self.list_key) or []
         raw = self.read(entries[self._index(entries)].get(self.backends_key) or [])
-        if not raw:
-            return {}
+        return percentages(raw) if raw else {}
+
+    def get_weights(self) -> dict[str, int] | None:
+        split = self._read_route()
+        if not split:
+            return split
         versions = self.names.versions()
-        return {versions.get(name, name): weight for name, weight in percentages(raw).items()}
+        return {versions.get(name, name): weight for name, weight in split.items()}
 
     def verify_weights(self, weights: Mapping[str, int]) -> bool:
         actual = self.get_weights()
         return actual is not None and nonzero(actual) == nonzero(check_weights(weights))
+
+    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+        wanted = check_weights(weights)
+        split = self._read_route()
+        if split is None:
+            return None, None
+        names = self.names.known(wanted)
+        actual = {names.get(name, name): weight for name, weight in split.items()}
+        return actual, nonzero(actual) == nonzero(wanted)
 
     def add_backends(self, services: Mapping[str, str]) -> None:
         """Let weights name backends that are not versions of this ModelDeployment: key -> Service name."""

@@ -33,6 +33,12 @@ class FakeRouter:
         self.calls.append(("verify_weights", dict(weights)))
         return self.weights is not None and nonzero(self.weights) == nonzero(check_weights(weights))
 
+    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+        self.calls.append(("observe", dict(weights)))
+        if self.weights is None:
+            return None, None
+        return dict(self.weights), nonzero(self.weights) == nonzero(check_weights(weights))
+
     def finalize(self, stable_version: str) -> None:
         self.calls.append(("finalize", stable_version))
         if self.weights is not None and self.weights != {stable_version: 100}:

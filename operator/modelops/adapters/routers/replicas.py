@@ -70,9 +70,11 @@ class ReplicaRouter:
                 out[version] = obj
         return out
 
-    def _counts(self, weights: Mapping[str, int]) -> tuple[dict[str, int], dict[str, Obj]]:
+    def _counts(
+        self, weights: Mapping[str, int], deployments: Mapping[str, Obj] | None = None
+    ) -> tuple[dict[str, int], dict[str, Obj]]:
         wanted = replica_split(self.total, weights)
-        deployments = self._deployments()
+        deployments = dict(self._deployments() if deployments is None else deployments)
         missing = [v for v, n in wanted.items() if n and v not in deployments]
         if missing:
             raise RouterError(f"no Deployment for version(s) {missing} of {self.md_name!r}: create the workload first")
@@ -101,7 +103,10 @@ class ReplicaRouter:
         return wrote
 
     def get_weights(self) -> dict[str, int] | None:
-        deployments = self._deployments()
+        return self._weights_of(self._deployments())
+
+    @staticmethod
+    def _weights_of(deployments: Mapping[str, Obj]) -> dict[str, int] | None:
         if not deployments:
             return None
         counts = {v: int((d.get("spec") or {}).get("replicas") or 0) for v, d in deployments.items()}
@@ -117,8 +122,11 @@ class ReplicaRouter:
         return out
 
     def verify_weights(self, weights: Mapping[str, int]) -> bool:
+        return self._verify_with(weights, self._deployments())
+
+    def _verify_with(self, weights: Mapping[str, int], deployments: Mapping[str, Obj]) -> bool:
         try:
-            wanted, deployments = self._counts(weights)
+            wanted, deployments = self._counts(weights, deployments)
         except RouterError:
             return False
         return all(
@@ -126,6 +134,15 @@ class ReplicaRouter:
             for v, n in wanted.items()
             if v in deployments
         )
+
+    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+        """One LIST of the version Deployments serves both the readback and the verdict."""
+        check_weights(weights)
+        deployments = self._deployments()
+        actual = self._weights_of(deployments)
+        if actual is None:
+            return None, None
+        return actual, self._verify_with(weights, deployments)
 
     def finalize(self, stable_version: str) -> None:
         deployments = self._deployments()

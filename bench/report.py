@@ -1,0 +1,66 @@
+"""The printed table: every figure of the benchmark with its target, from ``results.json``'s structure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGET_RSS_MIB = 300
+TARGET_CORES = 0.25
+TARGET_REQUESTS_PER_TICK = 2
+TARGET_ROLLBACK_RATIO = 1.2
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+    for run in results.get("scale", []):
+        n, iv = run["objects"], run["analysis_interval_seconds"]
+        p = f"scale {n}"
+        rows.append((f"{p}: seconds until all Promoted", _f(run.get("seconds_to_all_promoted"), 1), ""))
+        rows.append((f"{p}: seconds until all at weight 10", _f(run.get("seconds_to_all_at_canary_step"), 1), ""))
+        rows.append((f"{p}: seconds until all analysed once", _f(run.get("seconds_to_all_analysed"), 1), ""))
+        rows.append((f"{p}: operator peak RSS (MiB)", _f(run.get("peak_rss_mib"), 1), f"< {TARGET_RSS_MIB}"))
+        for state, w in (run.get("windows") or {}).items():
+            q = f"{p} {state}"
+            rows.append((f"{q}: operator CPU s per {iv:g} s interval", _f(w["cpu_seconds_per_interval"]), ""))
+            rows.append((f"{q}: operator cores", _f(w["cores"], 3), f"< {TARGET_CORES}"))
+            rows.append((f"{q}: ticks per object per interval", _f(w["ticks_per_object_per_interval"]), ""))
+            rows.append((f"{q}: API reads per object per tick", _f(w["api_reads_per_object_per_tick"]), ""))
+            rows.append((f"{q}: API writes per object per tick", _f(w["api_writes_per_object_per_tick"]), ""))
+            total = w["api_reads_per_object_per_tick"] + w["api_writes_per_object_per_tick"]
+            rows.append((f"{q}: API requests per object per tick", _f(total), f"<= {TARGET_REQUESTS_PER_TICK}"))
+            rows.append(
+                (f"{q}: API requests per object per interval", _f(w["api_requests_per_object_per_interval"]), "")
+            )
+            rows.append(
+                (f"{q}: Prometheus queries per object per tick", _f(w["prometheus_queries_per_object_per_tick"]), "")
+            )
+            rows.append(
+                (
+                    f"{q}: Prometheus queries per object per interval",
+                    _f(w["prometheus_queries_per_object_per_interval"]),
+                    "",
+                )
+            )
+    rb = results.get("rollback")
+    if rb:
+        iv = rb["analysis_interval_seconds"]
+        rows.append(
+            (
+                f"rollback: max latency / interval ({iv:g} s, {rb['measured']} objects)",
+                _f(rb["max_ratio"]),
+                f"<= {TARGET_ROLLBACK_RATIO}",
+            )
+        )
+        rows.append(("rollback: mean latency / interval", _f(rb["mean_ratio"]), ""))
+    d = results.get("decide")
+    if d:
+        rows.append((f"decide/s, analysis due ({d['spec']})", _f(d["analysis_tick_per_second"], 0), ""))
+        rows.append((f"decide/s, nothing due ({d['spec']})", _f(d["quiet_tick_per_second"], 0), ""))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = [f"{'figure':<{width}}  {'value':>10}  target", f"{'-' * width}  {'-' * 10}  ------"]
+    lines += [f"{name:<{width}}  {value:>10}  {target}" for name, value, target in rows]
+    return "\n".join(lines)
