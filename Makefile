@@ -30,8 +30,8 @@ deps: venv ## Debian packages and tools the tests use (prometheus, promtool, hel
 	@bash scripts/fetch-helm.sh >/dev/null
 
 lint: venv ## ruff, mypy strict on operator/, import-linter contracts
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
