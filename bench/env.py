@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import psutil
 from kubernetes.client import ApiClient
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from modelops.adapters.kube import RestKubeApi
 from modelops.sandbox.apiserver import (
     ApiServerEmulator,
     ApiServerThread,
@@ -208,6 +209,54 @@ class Exporter:
 
     def stop(self) -> None:
         self._server.shutdown()
+
+
+@dataclass
+class Seeded:
+    """The harness's API access and the kubelet of a seeded namespace; ``close()`` stops both."""
+
+    harness: ApiClient
+    api: RestKubeApi
+    kubelet: Kubelet
+
+    def close(self) -> None:
+        self.kubelet.stop()
+        self.harness.close()  # type: ignore[no-untyped-call]
+
+
+def seed(
+    emulator: Emulator,
+    exporter: Exporter,
+    namespace: str,
+    names: Iterable[str],
+    objects: Callable[[str], Iterable[dict[str, Any]]],
+) -> Seeded:
+    """Create ``namespace``, the gauges of v1 and v2 of every model, and each model's ``objects(name)``; start a
+    kubelet that reports the namespace's Deployments ready."""
+    harness = emulator.client("bench-harness")
+    kubelet = Kubelet(emulator.client("bench-kubelet"), namespace)
+    kubelet.start()
+    emulator.call(
+        emulator.emulator.create_object, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    )
+    for name in names:
+        exporter.set(namespace, name, "v1")
+        exporter.set(namespace, name, "v2")
+        for obj in objects(name):
+            emulator.call(emulator.emulator.create_object, obj)
+    return Seeded(harness, RestKubeApi(harness), kubelet)
+
+
+def wait_scraped(url: str, namespace: str, series: int, timeout: float = 60) -> None:
+    """Poll until Prometheus holds every gauge series of ``namespace`` (the analyses would read no data before)."""
+
+    def scraped() -> bool:
+        query = f'count(bench_error_ratio{{namespace="{namespace}"}})'
+        answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+        result = answer.get("data", {}).get("result") or []
+        return bool(result) and int(float(result[0]["value"][1])) >= series
+
+    wait_for(scraped, timeout, what=f"Prometheus scraping {series} series of {namespace}")
 
 
 def prometheus_queries(url: str) -> int:

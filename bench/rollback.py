@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from modelops.adapters.kube import MODELDEPLOYMENTS, RestKubeApi
+from modelops.adapters.kube import MODELDEPLOYMENTS
 from modelops.core import workload_name
 from modelops.core.promql import render
 
-from .env import Emulator, Exporter, Kubelet, Operator, wait_for
+from .env import Emulator, Exporter, Operator, seed, wait_for
 from .scale import http_route
 
 NAMESPACE = "rollback"
@@ -75,18 +75,14 @@ class RollbackRun:
     def run(self) -> dict[str, Any]:
         interval = f"{int(self.interval)}s"
         emulator = Emulator(self.workdir)
-        harness = emulator.client("bench-harness")
-        api = RestKubeApi(harness)
-        kubelet = Kubelet(emulator.client("bench-kubelet"), NAMESPACE)
-        kubelet.start()
-        emulator.call(
-            emulator.emulator.create_object, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        seeded = seed(
+            emulator,
+            self.exporter,
+            NAMESPACE,
+            self.names,
+            lambda name: (http_route(name, NAMESPACE), model_deployment(name, "v1", interval)),
         )
-        for name in self.names:
-            self.exporter.set(NAMESPACE, name, "v1")
-            self.exporter.set(NAMESPACE, name, "v2")
-            emulator.call(emulator.emulator.create_object, http_route(name, NAMESPACE))
-            emulator.call(emulator.emulator.create_object, model_deployment(name, "v1", interval))
+        api = seeded.api
         operator = Operator(emulator.kubeconfig, NAMESPACE, self.prometheus_url, self.workdir / "operator-rb.log")
         prom = httpx.Client(base_url=self.prometheus_url, timeout=10)
         try:
@@ -132,8 +128,7 @@ class RollbackRun:
         finally:
             prom.close()
             operator.stop()
-            kubelet.stop()
-            harness.close()  # type: ignore[no-untyped-call]
+            seeded.close()
             emulator.stop()
         return {
             "objects": self.k,

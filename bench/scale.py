@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from modelops.adapters.kube import MODELDEPLOYMENTS, RestKubeApi
+from modelops.adapters.kube import MODELDEPLOYMENTS
 
-from .env import Emulator, Exporter, Kubelet, Operator, prometheus_queries, wait_for
+from .env import Emulator, Exporter, Operator, prometheus_queries, seed, wait_for, wait_scraped
 
 NAMESPACE = "bench"
 MiB = 1024 * 1024
@@ -174,19 +174,15 @@ class ScaleRun:
     def run(self) -> dict[str, Any]:
         interval = f"{int(self.interval)}s"
         emulator = Emulator(self.workdir)
-        harness = emulator.client("bench-harness")
-        api = RestKubeApi(harness)
-        kubelet = Kubelet(emulator.client("bench-kubelet"), NAMESPACE)
-        kubelet.start()
-        emulator.call(
-            emulator.emulator.create_object, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        seeded = seed(
+            emulator,
+            self.exporter,
+            NAMESPACE,
+            self.names,
+            lambda name: (http_route(name), model_deployment(name, "v1", interval)),
         )
-        for name in self.names:
-            self.exporter.set(NAMESPACE, name, "v1")
-            self.exporter.set(NAMESPACE, name, "v2")
-            emulator.call(emulator.emulator.create_object, http_route(name))
-            emulator.call(emulator.emulator.create_object, model_deployment(name, "v1", interval))
-        time.sleep(2 * 1.0 + 1)  # let Prometheus scrape the new series at least twice (scrape interval 1 s)
+        api = seeded.api
+        wait_scraped(self.prometheus_url, NAMESPACE, len(self.names) * 2)
         log = self.workdir / f"operator-{self.n}.log"
         started = time.monotonic()
         operator = Operator(emulator.kubeconfig, NAMESPACE, self.prometheus_url, log)
@@ -232,7 +228,6 @@ class ScaleRun:
             result["windows"] = {w.state.split(" ")[0]: {**asdict(w), **w.per_object(self.n)} for w in (idle, canary)}
         finally:
             operator.stop()
-            kubelet.stop()
-            harness.close()  # type: ignore[no-untyped-call]
+            seeded.close()
             emulator.stop()
         return result
