@@ -17,7 +17,7 @@ import io
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +69,12 @@ class Recorder(MetricsProvider):
         with self.lock:
             self.readings.append((self.local.now, promql, reading))
         return reading
+
+    def query_many(self, queries: Sequence[str]) -> list[Reading]:
+        readings = self.inner.query_many(queries)
+        with self.lock:
+            self.readings.extend((self.local.now, promql, r) for promql, r in zip(queries, readings, strict=True))
+        return readings
 
     def is_online(self) -> bool:
         return self.inner.is_online()

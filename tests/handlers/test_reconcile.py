@@ -226,3 +226,32 @@ def test_a_status_write_reports_the_resource_version_it_produced(world: World) -
     outcome = world.tick()
     assert outcome.wrote_status
     assert outcome.resource_version == world.body()["metadata"]["resourceVersion"]
+
+
+def test_a_check_asks_for_all_its_readings_in_one_batch(world: World) -> None:
+    def with_latency(version: str) -> dict[str, Any]:
+        s = spec(version)
+        s["rollout"]["analysis"]["metrics"].append(
+            {
+                "name": "latency",
+                "owner": "engineering",
+                "max": 1.0,
+                "baseline": {"maxDegradation": 0.1},
+                "query": 'latency{version="{{ version }}"}',
+            }
+        )
+        return s
+
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": with_latency("v1")})
+    world.settle()
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": with_latency("v2")})
+    world.settle()
+    world.metrics.batches.clear()
+    world.tick(seconds=31)
+    # the candidate's two metrics and the stable version's baseline reading: one call, so one Prometheus request
+    assert world.metrics.batches == [
+        ['errors{namespace="ml",version="v2"}', 'latency{version="v2"}', 'latency{version="v1"}']
+    ]
+    world.tick(seconds=1)
+    assert len(world.metrics.batches) == 1, "no check before the next interval"
+

@@ -15,11 +15,13 @@ import httpx
 import pytest
 
 from modelops.adapters.prometheus import (
+    BATCH_LABEL,
     AsyncPrometheusProvider,
     FakeMetricsProvider,
     MetricsProvider,
     PrometheusProvider,
     PrometheusSettings,
+    batch_query,
 )
 from modelops.core import Reading, ReadingKind
 from modelops.core.promql import render
@@ -281,6 +283,126 @@ def test_query_range_errors() -> None:
     assert "exceeded maximum resolution" in provider(answering(bad, 400)).query_range("x", 0, 60).message
 
 
+# ------------------------------------------------------------------------------------------------ batches
+
+
+def tagged(*samples: tuple[str, dict[str, str], str]) -> dict[str, Any]:
+    """A vector answer to a batch: (part index, labels, value) per series."""
+    return vector(*(({**labels, BATCH_LABEL: i}, v) for i, labels, v in samples))
+
+
+def recording(*answers: tuple[Any, int]) -> tuple[Handler, list[str]]:
+    """A handler answering in turn, and the queries it was asked."""
+    asked: list[str] = []
+    queue = iter(answers)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(httpx.QueryParams(request.content.decode()))["query"])
+        body, status = next(queue)
+        return httpx.Response(status, json=body)
+
+    return handle, asked
+
+
+def test_several_queries_are_one_request_and_each_gets_its_own_reading() -> None:
+    queries = ["a", "sum(b)", "c", "d", "e"]
+    answer = tagged(
+        ("0", {}, "0.5"),
+        ("1", {"x": "1"}, "2"),
+        ("3", {}, "NaN"),
+        ("4", {"version": "v1"}, "1"),
+        ("4", {"version": "v2"}, "2"),
+    )
+    handle, asked = recording((answer, 200))
+    readings = provider(handle).query_many(queries)
+    assert asked == [batch_query(queries)]
+    assert asked[0].count("label_replace(") == 5
+    assert readings[0] == Reading.of(0.5)
+    assert readings[1] == Reading.of(2.0)
+    assert readings[2] == Reading.no_data("query 'c' returned no series")
+    assert readings[3] == Reading.no_data("query 'd' returned nan")
+    assert readings[4].kind is ReadingKind.ERROR
+    assert readings[4].message.startswith("query 'e' returned 2 series")
+    assert BATCH_LABEL not in readings[4].message, "our tag is not the user's label"
+
+
+def test_one_query_is_asked_as_it_is() -> None:
+    handle, asked = recording((vector(({}, "1")), 200))
+    assert provider(handle).query_many(["up"]) == [Reading.of(1.0)]
+    assert asked == ["up"]
+    assert provider(answering(vector())).query_many([]) == []
+
+
+def test_a_batch_prometheus_refuses_is_asked_again_query_by_query() -> None:
+    # One of the queries is a scalar: label_replace cannot take it, so the batch is bad_data; alone, each answers.
+    refused = {"status": "error", "errorType": "bad_data", "error": 'expected type instant vector in "label_replace"'}
+    scalar = {"status": "success", "data": {"resultType": "scalar", "result": [1.0, "3"]}}
+    handle, asked = recording((refused, 400), (vector(({}, "1")), 200), (scalar, 200))
+    assert provider(handle).query_many(["up", "scalar(up)"]) == [Reading.of(1.0), Reading.of(3.0)]
+    assert asked == [batch_query(["up", "scalar(up)"]), "up", "scalar(up)"]
+
+
+def test_an_execution_error_of_the_batch_is_asked_again_query_by_query() -> None:
+    failed = {"status": "error", "errorType": "execution", "error": "many-to-many matching not allowed"}
+    handle, asked = recording((failed, 422), (failed, 422), (vector(({}, "2")), 200))
+    readings = provider(handle).query_many(["a * on() b", "c"])
+    assert readings[0].kind is ReadingKind.ERROR
+    assert "many-to-many" in readings[0].message
+    assert "'a * on() b'" in readings[0].message
+    assert readings[1] == Reading.of(2.0)
+    assert len(asked) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"status": "error", "errorType": "timeout", "error": "query timed out"}, 503, "timeout: query timed out"),
+        ("", 401, "HTTP 401 Unauthorized"),
+    ],
+)
+def test_a_failure_that_is_not_the_query_is_every_query_error_without_asking_again(
+    body: Any, status: int, fragment: str
+) -> None:
+    asked: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(status, json=body) if body else httpx.Response(status)
+
+    readings = provider(handle).query_many(["a", "b"])
+    assert len(asked) == 1
+    assert [r.kind for r in readings] == [ReadingKind.ERROR, ReadingKind.ERROR]
+    assert fragment in readings[0].message
+    assert "'a'" in readings[0].message
+    assert "'b'" in readings[1].message
+
+
+def test_a_transport_failure_of_a_batch_is_every_query_error() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    readings = provider(handle).query_many(["a", "b"])
+    assert [r.message for r in readings] == [
+        "query 'a' failed: ConnectError: connection refused",
+        "query 'b' failed: ConnectError: connection refused",
+    ]
+
+
+async def test_async_provider_batches_the_same_way() -> None:
+    answers = iter([tagged(("1", {}, "4")), vector(({}, "5"))])
+    asked: list[str] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(httpx.QueryParams(request.content.decode()))["query"])
+        return httpx.Response(200, json=next(answers))
+
+    async with AsyncPrometheusProvider("http://p", transport=httpx.MockTransport(handle)) as prom:
+        first = await prom.query_many(["x", "y"])
+        assert first == [Reading.no_data("query 'x' returned no series"), Reading.of(4.0)]
+        assert await prom.query_many(["z"]) == [Reading.of(5.0)]
+    assert asked == [batch_query(["x", "y"]), "z"]
+
+
 # ------------------------------------------------------------------------------------------------ async, fake
 
 
@@ -305,10 +427,12 @@ def test_fake_provider() -> None:
     assert fake.query("c") == Reading.error("boom")
     assert fake.query("d") == Reading.of(4.0)
     assert fake.query("unknown").kind is ReadingKind.NO_DATA
+    assert fake.query_many(["a", "d"]) == [Reading.of(1.0), Reading.of(4.0)]
+    assert fake.batches[-1] == ["a", "d"]
     fake.online = False
     assert fake.query("a").kind is ReadingKind.ERROR
     assert not fake.is_online()
-    assert fake.queries == ["a", "b", "c", "d", "unknown", "a"]
+    assert fake.queries == ["a", "b", "c", "d", "unknown", "a", "d", "a"]
 
 
 def test_the_real_provider_satisfies_the_protocol() -> None:
@@ -353,6 +477,58 @@ def test_real_prometheus_readings_follow_the_exporter(prometheus: PrometheusServ
         assert series.available
         assert {v for _, v in series.points} == {0.91}
         assert all(now - 31 <= t.timestamp() <= now + 1 for t, _ in series.points)
+
+
+@pytest.mark.integration
+def test_real_prometheus_answers_a_batch_as_it_answers_each_query(
+    prometheus: PrometheusServer, exporter: Exporter
+) -> None:
+    # Given per-version gauges scraped by a real Prometheus
+    name = exporter.unique("model_latency")
+    gauge = exporter.gauge(name, labelnames=["model", "version"])
+    gauge.labels("iris", "v1").set(0.25)
+    gauge.labels("iris", "v2").set(0.75)
+    wait_for_value(prometheus, f"count({name})", 2)
+    queries = [
+        f'max(max_over_time({name}{{version="v1"}}[1m]))',  # a value
+        f'{name}{{version="v2"}}',  # a value, the metric name kept
+        f'{name}{{version="v3"}}',  # no series
+        name,  # two series: an error naming them
+        f'{name}{{version="v1"}} / 0',  # +Inf: no data
+        f'sum({name}{{model="iris"}})',  # the sum of both
+    ]
+    with PrometheusProvider(PrometheusSettings(prometheus.url, timeout=5)) as prom:
+        # When they are asked together, then each reads what it reads alone, message for message
+        alone = [prom.query(q) for q in queries]
+        assert [r.kind for r in alone] == [
+            ReadingKind.VALUE,
+            ReadingKind.VALUE,
+            ReadingKind.NO_DATA,
+            ReadingKind.ERROR,
+            ReadingKind.NO_DATA,
+            ReadingKind.VALUE,
+        ]
+        before = _query_requests(prometheus)
+        assert prom.query_many(queries) == alone
+        assert _query_requests(prometheus) - before == 1, "one request for the whole batch"
+
+        # And a batch Prometheus refuses (a scalar, a syntax error) falls back to each query alone
+        mixed = [queries[0], f"scalar({name}{{version='v2'}})", f"{name}{{", queries[2]]
+        readings = prom.query_many(mixed)
+        assert readings == [prom.query(q) for q in mixed]
+        assert readings[1] == Reading.of(0.75)
+        assert readings[2].kind is ReadingKind.ERROR
+        assert "bad_data" in readings[2].message
+
+
+def _query_requests(prometheus: PrometheusServer) -> int:
+    """Instant queries Prometheus has answered, from its own /metrics (which is not a query)."""
+    text = httpx.get(f"{prometheus.url}/metrics", timeout=5).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line
+    )
 
 
 @pytest.mark.integration

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ import httpx
 from modelops.core import Reading, ReadingKind
 
 __all__ = [
+    "BATCH_LABEL",
     "AsyncPrometheusProvider",
     "BearerTokenFile",
     "FakeMetricsProvider",
@@ -38,8 +39,13 @@ __all__ = [
     "PrometheusProvider",
     "PrometheusSettings",
     "RangeReading",
+    "batch_query",
     "reading_from_response",
+    "readings_from_batch",
 ]
+
+#: Instant-query answers are a few hundred bytes: compressing them would cost both sides CPU for nothing.
+_INSTANT = {"Accept-Encoding": "identity"}
 
 #: The query ``is_online`` runs: answered by any working Prometheus-compatible API, needs no data.
 ONLINE_QUERY = "vector(1)"
@@ -50,6 +56,10 @@ class MetricsProvider(Protocol):
     """What the operator needs from a metrics backend."""
 
     def query(self, promql: str) -> Reading: ...
+
+    def query_many(self, queries: Sequence[str]) -> list[Reading]:
+        """The readings of several queries, in order, as if each were asked alone (maybe in one request)."""
+        ...
 
     def is_online(self) -> bool: ...
 
@@ -171,24 +181,75 @@ def reading_from_response(response: httpx.Response, promql: str) -> Reading:
     try:
         kind, result = data["resultType"], data["result"]
         if kind == "scalar":
-            value = _number(result[1])
-        elif kind == "vector":
-            if not result:
-                return Reading.no_data(f"query {promql!r} returned no series")
-            if len(result) > 1:
-                series = ", ".join(_labels(s.get("metric", {})) for s in result[:3])
-                more = ", ..." if len(result) > 3 else ""
-                return Reading.error(
-                    f"query {promql!r} returned {len(result)} series, expected one (aggregate it): {series}{more}"
-                )
-            value = _number(result[0]["value"][1])
-        else:
-            return Reading.error(f"query {promql!r} returned a {kind}, expected a vector or a scalar")
+            return _reading(_number(result[1]), promql)
+        if kind == "vector":
+            return _reading_of_series(result, promql)
+        return Reading.error(f"query {promql!r} returned a {kind}, expected a vector or a scalar")
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         return Reading.error(f"query {promql!r}: malformed answer: {exc!r}")
+
+
+def _reading(value: float, promql: str) -> Reading:
     if math.isnan(value) or math.isinf(value):
         return Reading.no_data(f"query {promql!r} returned {value}")
     return Reading.of(value)
+
+
+def _reading_of_series(result: Sequence[Mapping[str, Any]], promql: str, hide: str | None = None) -> Reading:
+    """One query's reading from the series of its vector; ``hide`` is a label of ours left out of messages.
+
+    Raises KeyError/IndexError/TypeError/ValueError on a malformed sample (the callers turn that into an error)."""
+    if not result:
+        return Reading.no_data(f"query {promql!r} returned no series")
+    if len(result) > 1:
+        shown = [{k: v for k, v in s.get("metric", {}).items() if k != hide} for s in result[:3]]
+        series = ", ".join(_labels(m) for m in shown)
+        more = ", ..." if len(result) > 3 else ""
+        return Reading.error(
+            f"query {promql!r} returned {len(result)} series, expected one (aggregate it): {series}{more}"
+        )
+    return _reading(_number(result[0]["value"][1]), promql)
+
+
+# --------------------------------------------------------------------------------------------- batches
+
+#: The label each part of a batched query tags its series with: ``"0"``, ``"1"``, ... in the order asked.
+BATCH_LABEL = "modelops_query"
+
+
+def batch_query(queries: Sequence[str]) -> str:
+    """One PromQL expression that answers every query in ``queries`` at the same instant.
+
+    Each query's series are tagged with :data:`BATCH_LABEL` (its index) by ``label_replace`` and the parts joined
+    with ``or``: the tags make the label sets distinct, so ``or`` keeps every series of every part. A query whose
+    result is not an instant vector (a scalar, a range vector) makes Prometheus refuse the whole expression
+    (``bad_data``); :func:`readings_from_batch` then says so and the caller asks each query alone.
+    """
+    return " or ".join(f'label_replace({q}, "{BATCH_LABEL}", "{i}", "", "")' for i, q in enumerate(queries))
+
+
+def readings_from_batch(response: httpx.Response, queries: Sequence[str]) -> list[Reading] | None:
+    """Each query's reading from the answer to :func:`batch_query`, the same as its own answer would give.
+
+    None when Prometheus refused the expression itself (HTTP 400 ``bad_data`` or 422 ``execution``: one query is
+    invalid, not a vector, or fails on its own) or answered something other than a vector: the caller then asks
+    each query alone, so that each gets its own reading or its own error. Any other failure (HTTP 5xx, 401, ...)
+    is every query's error, as it would be for each alone; asking again one by one would only multiply it.
+    """
+    if response.status_code in (400, 422):
+        return None
+    if response.status_code != 200:
+        return [Reading.error(_body(response, q)[1]) for q in queries]
+    data, _ = _body(response, "")
+    if data is None or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        return None
+    parts: list[list[Mapping[str, Any]]] = [[] for _ in queries]
+    try:
+        for series in data["result"]:
+            parts[int(series["metric"][BATCH_LABEL])].append(series)
+        return [_reading_of_series(part, q, hide=BATCH_LABEL) for part, q in zip(parts, queries, strict=True)]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def range_reading_from_response(response: httpx.Response, promql: str) -> RangeReading:
@@ -251,10 +312,21 @@ class PrometheusProvider:
     def query(self, promql: str, at: datetime | float | None = None) -> Reading:
         form = {"query": promql} if at is None else {"query": promql, "time": _timestamp(at)}
         try:
-            response = self._client.post("/api/v1/query", data=form)
+            response = self._client.post("/api/v1/query", data=form, headers=_INSTANT)
         except httpx.HTTPError as exc:
             return Reading.error(_transport_error(promql, exc))
         return reading_from_response(response, promql)
+
+    def query_many(self, queries: Sequence[str]) -> list[Reading]:
+        """Several queries in one request (:func:`batch_query`); each alone when Prometheus refuses the batch."""
+        if len(queries) < 2:
+            return [self.query(q) for q in queries]
+        try:
+            response = self._client.post("/api/v1/query", data={"query": batch_query(queries)}, headers=_INSTANT)
+        except httpx.HTTPError as exc:
+            return [Reading.error(_transport_error(q, exc)) for q in queries]
+        readings = readings_from_batch(response, queries)
+        return [self.query(q) for q in queries] if readings is None else readings
 
     def query_range(
         self, promql: str, start: datetime | float, end: datetime | float, step: float = 60.0
@@ -292,10 +364,21 @@ class AsyncPrometheusProvider:
     async def query(self, promql: str, at: datetime | float | None = None) -> Reading:
         form = {"query": promql} if at is None else {"query": promql, "time": _timestamp(at)}
         try:
-            response = await self._client.post("/api/v1/query", data=form)
+            response = await self._client.post("/api/v1/query", data=form, headers=_INSTANT)
         except httpx.HTTPError as exc:
             return Reading.error(_transport_error(promql, exc))
         return reading_from_response(response, promql)
+
+    async def query_many(self, queries: Sequence[str]) -> list[Reading]:
+        """As :meth:`PrometheusProvider.query_many`."""
+        if len(queries) < 2:
+            return [await self.query(q) for q in queries]
+        try:
+            response = await self._client.post("/api/v1/query", data={"query": batch_query(queries)}, headers=_INSTANT)
+        except httpx.HTTPError as exc:
+            return [Reading.error(_transport_error(q, exc)) for q in queries]
+        readings = readings_from_batch(response, queries)
+        return [await self.query(q) for q in queries] if readings is None else readings
 
     async def query_range(
         self, promql: str, start: datetime | float, end: datetime | float, step: float = 60.0
@@ -336,6 +419,8 @@ class FakeMetricsProvider:
         self.readings: dict[str, float | Reading | Callable[[], float | Reading]] = dict(readings or {})
         self.online = online
         self.queries: list[str] = []
+        #: the queries of each ``query_many`` call, in order
+        self.batches: list[list[str]] = []
 
     def set(self, promql: str, reading: float | Reading | Callable[[], float | Reading]) -> None:
         self.readings[promql] = reading
@@ -353,6 +438,10 @@ class FakeMetricsProvider:
         if math.isnan(value) or math.isinf(value):
             return Reading.no_data(f"query {promql!r} returned {value}")
         return Reading.of(float(value))
+
+    def query_many(self, queries: Sequence[str]) -> list[Reading]:
+        self.batches.append(list(queries))
+        return [self.query(q) for q in queries]
 
     def is_online(self) -> bool:
         return self.online

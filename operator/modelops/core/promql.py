@@ -21,6 +21,7 @@ A purely computational module: no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from enum import Enum
@@ -111,7 +112,16 @@ def render(template: str, values: Mapping[str, str]) -> str:
     Raises TemplateError naming the placeholder when it is unknown, has no value, stands outside a string (other
     than ``interval`` in a range selector), sits in a backtick string (which has no escapes), or when ``interval``
     is not a PromQL duration.
+
+    Memoized: an object's queries are rendered with the same values at every check (a few entries per object:
+    the cache holds those of several thousand objects).
     """
+    return _render(template, tuple(sorted(values.items())))
+
+
+@functools.lru_cache(maxsize=32768)
+def _render(template: str, items: tuple[tuple[str, str], ...]) -> str:
+    values = dict(items)
     out: list[str] = []
     where = _Where.CODE
     regex_string = False  # the current string follows =~ or !~

@@ -12,7 +12,7 @@ written, so the next reconcile decides again from the same status (and retries t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -201,11 +201,22 @@ def semantic_errors(spec: ModelDeploymentSpec, meta: ObjectMeta) -> list[str]:
     return errors
 
 
-def _query(rt: Runtime, template: str, values: Mapping[str, str]) -> Reading:
-    try:
-        return rt.metrics.query(render(template, values))
-    except TemplateError as exc:  # checked at parse time; kept for safety
-        return Reading.error(str(exc))
+#: One reading wanted: where it goes, under which metric name, the query template and its values.
+_Ask = tuple[dict[str, Reading], str, str, Mapping[str, str]]
+
+
+def _query_all(rt: Runtime, asks: Sequence[_Ask]) -> None:
+    """Every reading a check needs, in one call to the provider (one Prometheus request when it can batch)."""
+    rendered: list[tuple[dict[str, Reading], str, str]] = []
+    for out, name, template, values in asks:
+        try:
+            rendered.append((out, name, render(template, values)))
+        except TemplateError as exc:  # checked at parse time; kept for safety
+            out[name] = Reading.error(str(exc))
+    if rendered:
+        readings = rt.metrics.query_many([promql for _, _, promql in rendered])
+        for (out, name, _), reading in zip(rendered, readings, strict=True):
+            out[name] = reading
 
 
 def observe_workloads(kube: KubeAdapter, md: ModelDeployment, cached: Mapping[str, bool] | None) -> dict[str, bool]:
@@ -275,17 +286,18 @@ def observe_deployment(
 
     cand_readings: dict[str, Reading] = {}
     stable_readings: dict[str, Reading] = {}
+    monitoring: dict[str, Reading] = {}
+    asks: list[_Ask] = []
     if live and candidate is not None and analysis_due(spec, status, now):
         interval = spec.rollout.analysis.interval
         for metric in spec.rollout.analysis.metrics:
-            cand_readings[metric.name] = _query(rt, metric.query, query_values(meta, spec, candidate, interval))
+            asks.append((cand_readings, metric.name, metric.query, query_values(meta, spec, candidate, interval)))
             if metric.baseline is not None and stable is not None:
-                stable_readings[metric.name] = _query(rt, metric.query, query_values(meta, spec, stable, interval))
-    monitoring: dict[str, Reading] = {}
+                asks.append((stable_readings, metric.name, metric.query, query_values(meta, spec, stable, interval)))
     if spec.monitoring is not None and stable is not None and monitoring_due(spec, status, now):
-        for metric in spec.monitoring.metrics:
-            values = query_values(meta, spec, stable, spec.monitoring.interval)
-            monitoring[metric.name] = _query(rt, metric.query, values)
+        values = query_values(meta, spec, stable, spec.monitoring.interval)
+        asks.extend((monitoring, metric.name, metric.query, values) for metric in spec.monitoring.metrics)
+    _query_all(rt, asks)
 
     return DeploymentObservations(
         candidate=cand_readings,
@@ -587,7 +599,9 @@ def reconcile_retirement(rt: Runtime, body: Mapping[str, Any]) -> Outcome:
                 "version": version,
                 "interval": spec.zero_traffic_check.window,
             }
-            zero = _query(rt, spec.zero_traffic_check.query, values)
+            found: dict[str, Reading] = {}
+            _query_all(rt, [(found, "zero", spec.zero_traffic_check.query, values)])
+            zero = found["zero"]
         objects = kube.observe_objects(dict(target.owner_labels)) if target is not None else ()
         obs = RetirementObservations(
             target=target,
