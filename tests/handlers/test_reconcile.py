@@ -255,3 +255,32 @@ def test_a_check_asks_for_all_its_readings_in_one_batch(world: World) -> None:
     world.tick(seconds=1)
     assert len(world.metrics.batches) == 1, "no check before the next interval"
 
+
+def test_without_verify_route_the_route_is_not_read_but_still_set_when_the_weights_change(world: World) -> None:
+    world.settle()
+    world.router.weights = {"v1": 50, "somebody-else": 50}  # someone edits the route
+    world.router.calls.clear()
+
+    def tick(verify: bool) -> Any:
+        world.now += timedelta(seconds=5)
+        return _reconcile_fresh(
+            world.kube,
+            lambda b: reconcile_deployment(world.rt, b, verify_route=verify),
+            MODELDEPLOYMENTS,
+            world.body(),
+        )
+
+    tick(verify=False)
+    assert world.router.calls == [], "not read, so not noticed"
+    tick(verify=True)
+    assert world.router.weights == {"v1": 100}, "read, noticed and set back"
+    assert [c for c, _ in world.router.calls] == ["observe", "set_weights"]
+
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": spec("v2")})
+    world.make_ready()
+    world.router.calls.clear()
+    for _ in range(3):
+        world.make_ready()
+        tick(verify=False)
+    assert world.router.weights == {"v1": 90, "v2": 10}, "a decided change of weights is written without a read"
+    assert "observe" not in [c for c, _ in world.router.calls]

@@ -109,9 +109,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="how often an object with nothing due is checked anyway, e.g. for an edited route "
         "(env MODELOPS_RESYNC_SECONDS)",
     )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_env("MODELOPS_WORKERS", "4"),
+        metavar="N",
+        help="reconciles run at once, each in a thread that mostly waits on the API server and Prometheus; raise it "
+        "when Prometheus answers slowly and checks fall behind their interval (env MODELOPS_WORKERS, default 4)",
+    )
     p.add_argument("--kubeconfig", default=_env("KUBECONFIG"), help="kubeconfig file (env KUBECONFIG)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def config_from(args: argparse.Namespace) -> OperatorConfig:
@@ -136,6 +154,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         standalone=args.standalone or not args.peering,
         gate_poll_seconds=args.gate_poll,
         resync_seconds=args.resync,
+        workers=args.workers,
         kubeconfig=args.kubeconfig,
         verbose=args.verbose,
     )

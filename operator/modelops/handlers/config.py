@@ -29,6 +29,8 @@ class OperatorConfig:
     standalone: bool = True
     gate_poll_seconds: float = 5.0
     resync_seconds: float = 60.0
+    #: reconciles running at once (threads; each mostly waits on the API server and Prometheus)
+    workers: int = 4
     kubeconfig: str | None = None
     verbose: bool = False
 

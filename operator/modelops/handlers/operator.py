@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -72,6 +75,38 @@ def _reconcile_fresh(
     return reconcile(body)
 
 
+class Wake(asyncio.Event):
+    """What makes an object's loop look again before its next due moment: set by watch events and by its
+    children. Remembers whether the one thing that set it was a watch event of a given resourceVersion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._only: str | None = None
+
+    def set(self) -> None:
+        self._only = None
+        super().set()
+
+    def set_by_watch(self, resource_version: str) -> None:
+        """Set by a watch event of the object itself at ``resource_version``."""
+        first = not self.is_set()
+        super().set()
+        self._only = resource_version if first and resource_version else None
+
+    def only_seen(self, resource_version: str) -> bool:
+        """Whether the watch event at ``resource_version`` is all that set this since it was last cleared."""
+        return self.is_set() and self._only == resource_version
+
+    def clear(self) -> None:
+        self._only = None
+        super().clear()
+
+
+async def in_thread(rt: Runtime, fn: Callable[..., Outcome], *args: Any) -> Outcome:
+    """Run a blocking reconcile in the runtime's worker threads (``--workers`` of them), off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(rt.executor, functools.partial(fn, *args))
+
+
 def cached_workloads(entries: Iterable[Mapping[str, Any]], model: str | None) -> dict[str, bool]:
     """Version -> ready from the Deployment index's entries of one ModelDeployment (of its current model name:
     the same Deployments a LIST by ``owner_labels`` returns).
@@ -103,12 +138,12 @@ async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: floa
 
 def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) -> None:
     """Register the handlers of both kinds in ``registry``; ``runtime()`` gives what reconciles talk to."""
-    wakers: dict[Key, asyncio.Event] = {}
+    wakers: dict[Key, Wake] = {}
 
-    def waker(memo: Any, namespace: str, name: str) -> asyncio.Event:
-        event: asyncio.Event | None = getattr(memo, "wake", None)
+    def waker(memo: Any, namespace: str, name: str) -> Wake:
+        event: Wake | None = getattr(memo, "wake", None)
         if event is None:
-            event = asyncio.Event()
+            event = Wake()
             memo.wake = event
         wakers[(namespace, name)] = event
         return event
@@ -175,7 +210,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             echo_of(memo).set()
             if getattr(memo, "quiet_echo", False):
                 return  # the echo of a status-only write of our own: nothing new to look at
-        waker(memo, namespace or "", name).set()
+            waker(memo, namespace or "", name).set()
+            return
+        # Maybe a change, maybe the echo of the write a reconcile is finishing (the watch can be faster than the
+        # write's answer): the loop tells which once that reconcile returned.
+        waker(memo, namespace or "", name).set_by_watch(str(rv or ""))
 
     @kopf.daemon(
         GROUP,
@@ -208,8 +247,17 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             model = ((snapshot.get("spec") or {}).get("model") or {}).get("name")
             cached = cached_workloads(list(workloads.get((ns, name), [])), model)
 
-            def one(b: Mapping[str, Any], is_retiring: bool = is_retiring, cached: dict[str, bool] = cached) -> Outcome:
-                outcome = reconcile_deployment(rt, b, retiring=is_retiring, workloads=cached)
+            # The route is read back (to notice someone editing it) at least once per resync period, not at every
+            # tick: during a canary a tick per analysis interval would read it each time for nothing.
+            verify = time.monotonic() - getattr(memo, "route_read_at", -math.inf) >= rt.idle_seconds
+
+            def one(
+                b: Mapping[str, Any],
+                is_retiring: bool = is_retiring,
+                cached: dict[str, bool] = cached,
+                verify: bool = verify,
+            ) -> Outcome:
+                outcome = reconcile_deployment(rt, b, retiring=is_retiring, workloads=cached, verify_route=verify)
                 # Set here, in the reconcile's thread right after the write: the echo comes through kopf later.
                 # A write of status alone (no action) needs no second look: its echo is not a wake-up.
                 memo.quiet_echo = not outcome.actions
@@ -217,8 +265,17 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
                 return outcome
 
             try:
-                outcome = await asyncio.to_thread(_reconcile_fresh, rt.api, one, MODELDEPLOYMENTS, snapshot)
+                outcome = await in_thread(rt, _reconcile_fresh, rt.api, one, MODELDEPLOYMENTS, snapshot)
                 delay = outcome.next_in
+                if verify:
+                    memo.route_read_at = time.monotonic()
+                awaited = getattr(memo, "awaited", None)
+                if awaited and wake.only_seen(awaited):
+                    # The watch brought our write back before its answer reached us: no need to wait for it, and
+                    # after a status-only write, nothing to look at again.
+                    memo.awaited = None
+                    if memo.quiet_echo:
+                        wake.clear()
             except Exception:  # never let one object's bug stop its loop for good
                 log.exception("%s/%s: reconcile failed", ns, name)
                 rt.telemetry.observe_reconcile("ModelDeployment", 0.0, error=True)
@@ -250,8 +307,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             wake.clear()
             snapshot = copy.deepcopy(dict(body))
             try:
-                outcome = await asyncio.to_thread(
-                    _reconcile_fresh, rt.api, lambda b: reconcile_retirement(rt, b), MODELRETIREMENTS, snapshot
+                outcome = await in_thread(
+                    rt, _reconcile_fresh, rt.api, lambda b: reconcile_retirement(rt, b), MODELRETIREMENTS, snapshot
                 )
                 delay = outcome.next_in
                 target = (snapshot.get("spec") or {}).get("modelDeployment")

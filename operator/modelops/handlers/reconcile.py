@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -110,6 +111,8 @@ class Runtime:
     poll_seconds: float = 5.0
     #: how often an object with nothing due is looked at anyway (route drift, deleted children)
     idle_seconds: float = IDLE_SECONDS
+    #: the threads reconciles run in (``None``: the event loop's default executor)
+    executor: Executor | None = None
 
     def router(self, spec: ModelDeploymentSpec, namespace: str, name: str) -> Router:
         if self.router_factory is not None:
@@ -254,9 +257,12 @@ def observe_deployment(
     now: datetime,
     retiring: bool,
     workloads: Mapping[str, bool] | None = None,
+    *,
+    verify_route: bool = True,
 ) -> DeploymentObservations:
-    """Look at the world as far as this reconcile needs: Prometheus only when an analysis is due, the route once,
-    the Deployments from the watch cache when there is one (``workloads``: version -> ready)."""
+    """Look at the world as far as this reconcile needs: Prometheus only when an analysis is due, the route once
+    (when ``verify_route``), the Deployments from the watch cache when there is one (``workloads``: version ->
+    ready)."""
     spec, status, meta = md.spec, md.status, md.metadata
     request = parse_request(meta.annotations.get(REQUEST_ANNOTATION))
     live = status.phase in (Phase.PROGRESSING, Phase.PAUSED) and status.candidate_version is not None
@@ -278,7 +284,7 @@ def observe_deployment(
     router_weights: dict[str, int] | None = None
     route_matches: bool | None = None
     desired = desired_weights(status)
-    if not retiring and desired:
+    if not retiring and desired and verify_route:
         try:
             router_weights, route_matches = router.observe(desired)
         except (RouterError, KubeApiError) as exc:
@@ -403,9 +409,18 @@ def next_wake(
 
 
 def reconcile_deployment(
-    rt: Runtime, body: Mapping[str, Any], *, retiring: bool = False, workloads: Mapping[str, bool] | None = None
+    rt: Runtime,
+    body: Mapping[str, Any],
+    *,
+    retiring: bool = False,
+    workloads: Mapping[str, bool] | None = None,
+    verify_route: bool = True,
 ) -> Outcome:
-    """One reconcile of a ModelDeployment, from its body as last seen (``workloads``: see ``observe_workloads``)."""
+    """One reconcile of a ModelDeployment, from its body as last seen (``workloads``: see ``observe_workloads``).
+
+    ``verify_route=False`` skips reading the route back: the weights are then still set whenever the decision
+    changes them, but an edited route is not noticed by this reconcile (the loop asks for the read at least once
+    per ``--resync`` period)."""
     meta = ObjectMeta.model_validate(body["metadata"])
     raw_status: Mapping[str, Any] = body.get("status") or {}
     status = _parse_status(ModelDeploymentStatus, raw_status)
@@ -427,7 +442,7 @@ def reconcile_deployment(
     md = ModelDeployment(metadata=meta, spec=spec, status=status)
     router = rt.router(spec, meta.namespace, meta.name)
     with rt.telemetry.reconcile("ModelDeployment"):
-        obs = observe_deployment(rt, kube, router, md, now, retiring, workloads)
+        obs = observe_deployment(rt, kube, router, md, now, retiring, workloads, verify_route=verify_route)
         decision = decide(spec, meta, status, obs, now)
         try:
             execute_deployment_actions(kube, router, md, decision.actions)

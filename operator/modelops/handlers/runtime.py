@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import kopf
@@ -83,6 +84,7 @@ def build_runtime(
         telemetry=telemetry or Telemetry(),
         poll_seconds=config.gate_poll_seconds,
         idle_seconds=config.resync_seconds,
+        executor=ThreadPoolExecutor(config.workers, thread_name_prefix="reconcile"),
     )
 
 
@@ -116,6 +118,9 @@ def run_operator(config: OperatorConfig) -> int:
     # httpx logs every Prometheus query at INFO: thousands of lines per interval at scale, and measurable CPU
     # (see docs/performance.md). Failed queries are reported by the analysis itself (verdict Error, events).
     logging.getLogger("httpx").setLevel(logging.DEBUG if config.verbose else logging.WARNING)
+    # kopf logs "Handler ... succeeded." at INFO for every watch event our on.event handlers see: one line per
+    # status write at scale. Its warnings and errors (a handler failing, a daemon not stopping) still show.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if config.verbose else logging.WARNING)
     telemetry = Telemetry()
     registry, _ = operator_task(config, telemetry=telemetry)
     server = telemetry.serve(config.metrics_port, config.metrics_address) if config.metrics_port else None
