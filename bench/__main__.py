@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--sizes", type=int, nargs="*", default=[100, 1000], help="numbers of ModelDeployments")
     p.add_argument("--interval", type=float, default=30.0, help="analysis interval of the scale runs, seconds")
+    p.add_argument(
+        "--canary-intervals", type=int, default=3, help="analysis intervals the canary state is measured over"
+    )
     p.add_argument("--rollback-interval", type=float, default=10.0, help="analysis interval of the rollback run")
     p.add_argument("--rollback-objects", type=int, default=10, help="ModelDeployments breached at once")
     p.add_argument("--decide-seconds", type=float, default=3.0)
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["scale"] = []
                     for n in args.sizes:
                         print(f"scale: {n} ModelDeployments ...", file=sys.stderr)
-                        results["scale"].append(ScaleRun(n, args.interval, tmp, exporter, prom.url).run())
+                        scale = ScaleRun(n, args.interval, tmp, exporter, prom.url, args.canary_intervals)
+                        results["scale"].append(scale.run())
                         save()
             exporter.stop()
     save()

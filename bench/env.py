@@ -320,9 +320,18 @@ class Operator:
             with contextlib.suppress(psutil.Error):
                 self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the operator process so far."""
         times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        return float(times.user), float(times.system)
+
+    def main_thread_seconds(self) -> float:
+        """CPU seconds of the operator's main thread (the event loop: kopf's watches and handlers, the daemons);
+        the rest of its CPU is the reconcile threads' (``--workers``) and the /metrics server's."""
+        for thread in self.ps.threads():
+            if thread.id == self.process.pid:
+                return float(thread.user_time + thread.system_time)
+        return 0.0
 
     def high_water_mark(self) -> int:
         """VmHWM from /proc (bytes): the peak RSS since the process started, as the kernel counts it."""

@@ -27,6 +27,9 @@ def table(results: dict[str, Any]) -> str:
             q = f"{p} {state}"
             rows.append((f"{q}: operator CPU s per {iv:g} s interval", _f(w["cpu_seconds_per_interval"]), ""))
             rows.append((f"{q}: operator cores", _f(w["cores"], 3), f"< {TARGET_CORES}"))
+            rows.append((f"{q}: operator CPU ms per tick", _f(w.get("cpu_ms_per_tick")), ""))
+            rows.append((f"{q}: share of that CPU in the kernel", _f(w.get("system_share")), ""))
+            rows.append((f"{q}: share of that CPU in the event loop", _f(w.get("main_thread_share")), ""))
             rows.append((f"{q}: ticks per object per interval", _f(w["ticks_per_object_per_interval"]), ""))
             rows.append((f"{q}: API reads per object per tick", _f(w["api_reads_per_object_per_tick"]), ""))
             rows.append((f"{q}: API writes per object per tick", _f(w["api_writes_per_object_per_tick"]), ""))
