@@ -435,9 +435,7 @@ class FakeMetricsProvider:
         value = found() if callable(found) else found
         if isinstance(value, Reading):
             return value
-        if math.isnan(value) or math.isinf(value):
-            return Reading.no_data(f"query {promql!r} returned {value}")
-        return Reading.of(float(value))
+        return _reading(float(value), promql)
 
     def query_many(self, queries: Sequence[str]) -> list[Reading]:
         self.batches.append(list(queries))

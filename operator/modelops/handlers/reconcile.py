@@ -204,22 +204,19 @@ def semantic_errors(spec: ModelDeploymentSpec, meta: ObjectMeta) -> list[str]:
     return errors
 
 
-#: One reading wanted: where it goes, under which metric name, the query template and its values.
-_Ask = tuple[dict[str, Reading], str, str, Mapping[str, str]]
-
-
-def _query_all(rt: Runtime, asks: Sequence[_Ask]) -> None:
-    """Every reading a check needs, in one call to the provider (one Prometheus request when it can batch)."""
-    rendered: list[tuple[dict[str, Reading], str, str]] = []
-    for out, name, template, values in asks:
+def _readings(rt: Runtime, asks: Sequence[tuple[str, Mapping[str, str]]]) -> list[Reading]:
+    """The reading of each (query template, values), in order, from one call to the provider (one Prometheus
+    request when it can batch them). A template that does not render reads as an error, without a query."""
+    readings: list[Reading | None] = []
+    rendered: list[str] = []
+    for template, values in asks:
         try:
-            rendered.append((out, name, render(template, values)))
+            rendered.append(render(template, values))
+            readings.append(None)
         except TemplateError as exc:  # checked at parse time; kept for safety
-            out[name] = Reading.error(str(exc))
-    if rendered:
-        readings = rt.metrics.query_many([promql for _, _, promql in rendered])
-        for (out, name, _), reading in zip(rendered, readings, strict=True):
-            out[name] = reading
+            readings.append(Reading.error(str(exc)))
+    answers = iter(rt.metrics.query_many(rendered) if rendered else [])
+    return [r if r is not None else next(answers) for r in readings]
 
 
 def observe_workloads(kube: KubeAdapter, md: ModelDeployment, cached: Mapping[str, bool] | None) -> dict[str, bool]:
@@ -293,17 +290,23 @@ def observe_deployment(
     cand_readings: dict[str, Reading] = {}
     stable_readings: dict[str, Reading] = {}
     monitoring: dict[str, Reading] = {}
-    asks: list[_Ask] = []
+    wanted: list[tuple[dict[str, Reading], str]] = []  # where each reading goes, under which metric name
+    asks: list[tuple[str, Mapping[str, str]]] = []
     if live and candidate is not None and analysis_due(spec, status, now):
         interval = spec.rollout.analysis.interval
         for metric in spec.rollout.analysis.metrics:
-            asks.append((cand_readings, metric.name, metric.query, query_values(meta, spec, candidate, interval)))
+            wanted.append((cand_readings, metric.name))
+            asks.append((metric.query, query_values(meta, spec, candidate, interval)))
             if metric.baseline is not None and stable is not None:
-                asks.append((stable_readings, metric.name, metric.query, query_values(meta, spec, stable, interval)))
+                wanted.append((stable_readings, metric.name))
+                asks.append((metric.query, query_values(meta, spec, stable, interval)))
     if spec.monitoring is not None and stable is not None and monitoring_due(spec, status, now):
         values = query_values(meta, spec, stable, spec.monitoring.interval)
-        asks.extend((monitoring, metric.name, metric.query, values) for metric in spec.monitoring.metrics)
-    _query_all(rt, asks)
+        for metric in spec.monitoring.metrics:
+            wanted.append((monitoring, metric.name))
+            asks.append((metric.query, values))
+    for (out, name), reading in zip(wanted, _readings(rt, asks), strict=True):
+        out[name] = reading
 
     return DeploymentObservations(
         candidate=cand_readings,
@@ -614,9 +617,7 @@ def reconcile_retirement(rt: Runtime, body: Mapping[str, Any]) -> Outcome:
                 "version": version,
                 "interval": spec.zero_traffic_check.window,
             }
-            found: dict[str, Reading] = {}
-            _query_all(rt, [(found, "zero", spec.zero_traffic_check.query, values)])
-            zero = found["zero"]
+            (zero,) = _readings(rt, [(spec.zero_traffic_check.query, values)])
         objects = kube.observe_objects(dict(target.owner_labels)) if target is not None else ()
         obs = RetirementObservations(
             target=target,
