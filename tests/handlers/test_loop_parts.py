@@ -1,14 +1,19 @@
-"""Parts of the per-object loop that need no API server: the wake-up flag and the operator's flags."""
+"""Parts of the per-object loop that need no API server: the wake-up flag, the operator's flags, kopf's settings."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+import kopf
 import pytest
 
+from modelops.adapters.kube import InMemoryKube
+from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.cli import build_parser
 from modelops.cli.run import config_from
-from modelops.handlers.operator import Wake
+from modelops.handlers.operator import FINALIZER, LeanDiffBase, Wake, register
+from modelops.handlers.reconcile import Runtime
 
 
 async def test_a_wake_set_only_by_one_watch_event_says_so() -> None:
@@ -65,3 +70,82 @@ def test_workers_must_be_a_positive_number(value: str, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         _run_args("--workers", value)
     assert "--workers" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ kopf settings of `modelops run`
+
+KOPF_ANNOTATIONS = {
+    "kubectl.kubernetes.io/last-applied-configuration": '{"spec": {}}',
+    "modelops.io/last-handled-configuration": '{"spec": {"x": 1}}',  # our own diff base: left out of the essence
+    "kopf.zalando.org/last-handled-configuration": "{}",  # another kopf operator's storage: left out too
+    "team": "search",
+}
+
+
+def _body(**extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": "recommender",
+            "namespace": "ml",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "labels": {"app": "recommender"},
+            "annotations": dict(KOPF_ANNOTATIONS),
+            "finalizers": ["modelops.io/finalizer"],
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "ownerReferences": [{"kind": "Application", "name": "ml", "uid": "u-0"}],
+        },
+        "spec": {"model": {"name": "recommender"}, "versions": [{"name": "v1"}]},
+        "status": {"phase": "Canary", "analysis": {"history": [{"ok": True}] * 5}},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _body(),
+        _body(data={"k": "v"}),  # top-level fields other than spec are part of the essence
+        {k: v for k, v in _body().items() if k != "status"},
+        {"metadata": {"name": "bare"}, "spec": {}},
+    ],
+)
+@pytest.mark.parametrize("extra_fields", [None, [], ["status.phase"], [("metadata", "generation")]])
+def test_the_lean_diff_base_is_kopfs_essence_without_copying_the_status(
+    body: dict[str, Any], extra_fields: list[Any] | None
+) -> None:
+    ours = LeanDiffBase(prefix="modelops.io").build(body=kopf.Body(body), extra_fields=extra_fields)
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix="modelops.io").build(body=kopf.Body(body), extra_fields=extra_fields)
+    assert ours == kopfs
+    assert "status" not in ours or extra_fields == ["status.phase"]
+
+
+def test_the_lean_diff_base_copies_nothing_it_keeps() -> None:
+    body = _body()
+    essence = LeanDiffBase(prefix="modelops.io").build(body=kopf.Body(body))
+    essence["spec"]["versions"].append({"name": "v2"})
+    essence["metadata"]["labels"]["app"] = "changed"
+    assert body["spec"]["versions"] == [{"name": "v1"}]
+    assert body["metadata"]["labels"] == {"app": "recommender"}
+
+
+def _startup_settings(resync: float) -> kopf.OperatorSettings:
+    registry = kopf.OperatorRegistry()
+    runtime = Runtime(api=InMemoryKube(), metrics=FakeMetricsProvider(), idle_seconds=resync)
+    register(registry, lambda: runtime)
+    settings = kopf.OperatorSettings()
+    (configure,) = [h for h in registry._activities.get_all_handlers() if h.id.endswith(".configure")]
+    configure.fn(settings=settings)
+    return settings
+
+
+def test_kopf_keeps_an_objects_worker_for_a_resync_period() -> None:
+    """Each status write's watch event reuses the object's kopf worker instead of starting one (performance)."""
+    settings = _startup_settings(resync=60.0)
+    assert settings.queueing.idle_timeout == 60.0
+    assert isinstance(settings.persistence.diffbase_storage, LeanDiffBase)
+    assert settings.persistence.finalizer == FINALIZER
+    assert _startup_settings(resync=1.0).queueing.idle_timeout == kopf.OperatorSettings().queueing.idle_timeout

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -136,6 +136,33 @@ async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: floa
             w.cancel()
 
 
+class LeanDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base (what kopf compares to tell a change of spec from any other event), built from the object
+    without its status and system metadata.
+
+    kopf deep-copies the whole object at every watch event and then throws the status and most of the metadata
+    away; here they are left out before the copy, so the echo of each status write no longer copies that status.
+    The essence is the same (tested against kopf's own).
+    """
+
+    #: the metadata kopf's essence or its key conventions look at
+    META = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences")
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        fields = list(extra_fields or [])
+        if any(_field_path(f)[:1] in (("status",), ("metadata",)) for f in fields):
+            return super().build(body=body, extra_fields=fields)  # asks for what the lean copy leaves out
+        meta = body.get("metadata") or {}
+        lean = {key: value for key, value in body.items() if key not in ("status", "metadata")}
+        lean["metadata"] = {key: meta[key] for key in self.META if key in meta}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, lean)), extra_fields=fields)
+
+
+def _field_path(field: Any) -> tuple[str, ...]:
+    """kopf's field spec (``"a.b"``, a list or tuple of parts) as a tuple of parts."""
+    return tuple(field.split(".")) if isinstance(field, str) else tuple(field)
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) -> None:
     """Register the handlers of both kinds in ``registry``; ``runtime()`` gives what reconciles talk to."""
     wakers: dict[Key, Wake] = {}
@@ -155,9 +182,13 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelops.io")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelops.io")
+        settings.persistence.diffbase_storage = LeanDiffBase(prefix="modelops.io")
         settings.posting.level = logging.WARNING  # kopf's own log lines are not turned into Events
         settings.execution.max_workers = 32
+        # kopf gives each object a worker task that ends after ``idle_timeout`` (5 s) without watch events. During
+        # a canary each object's status is written once per analysis interval: a worker kept for a resync period
+        # is not started again at every analysis (a new task and queue per write; see docs/performance.md).
+        settings.queueing.idle_timeout = max(settings.queueing.idle_timeout, runtime().idle_seconds)
 
     @kopf.index(GROUP, VERSION, "modelretirements", registry=registry, id="retirements_by_target")
     def retirements_by_target(
@@ -321,4 +352,4 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             await _sleep(stopped, wake, delay)
 
 
-__all__ = ["FINALIZER", "cached_workloads", "register", "retiring"]
+__all__ = ["FINALIZER", "LeanDiffBase", "cached_workloads", "register", "retiring"]
