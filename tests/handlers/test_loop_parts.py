@@ -123,7 +123,7 @@ def test_the_lean_diff_base_is_kopfs_essence_without_copying_the_status(
     assert "status" not in ours or extra_fields == ["status.phase"]
 
 
-def test_the_lean_diff_base_copies_nothing_it_keeps() -> None:
+def test_the_lean_diff_base_shares_no_part_of_the_object() -> None:
     body = _body()
     essence = LeanDiffBase(prefix="modelops.io").build(body=kopf.Body(body))
     essence["spec"]["versions"].append({"name": "v2"})
