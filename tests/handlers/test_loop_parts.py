@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 import pytest
+from kopf._cogs.aiokits.aioenums import FlagSetter
 
 from modelops.adapters.kube import InMemoryKube
 from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.cli import build_parser
 from modelops.cli.run import config_from
-from modelops.handlers.operator import FINALIZER, LeanDiffBase, Wake, register
-from modelops.handlers.reconcile import Runtime
+from modelops.handlers import operator as glue
+from modelops.handlers.operator import FINALIZER, Guard, LeanDiffBase, Wake, register
+from modelops.handlers.reconcile import Outcome, Runtime
 
 
 async def test_a_wake_set_only_by_one_watch_event_says_so() -> None:
@@ -149,3 +155,108 @@ def test_kopf_keeps_an_objects_worker_for_a_resync_period() -> None:
     assert isinstance(settings.persistence.diffbase_storage, LeanDiffBase)
     assert settings.persistence.finalizer == FINALIZER
     assert _startup_settings(resync=1.0).queueing.idle_timeout == kopf.OperatorSettings().queueing.idle_timeout
+
+
+# ------------------------------------------------------------------ a deletion while a reconcile is in flight
+
+
+class WatchedLock:
+    """A lock that counts its holders and tells when a thread has had to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.contended = threading.Event()
+        self.acquired = 0
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        self.acquired += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+
+async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+class Deletion:
+    """The daemon and the delete handler of one object, as kopf calls them, with a reconcile that can be held."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.lock = WatchedLock()
+        self.memo = kopf.Memo()
+        guard = Guard()
+        guard.lock = self.lock  # type: ignore[assignment]
+        self.memo["guard"] = guard
+        monkeypatch.setattr(glue, "reconcile_deployment", self._reconcile)
+        monkeypatch.setattr(glue, "finalize_deployment", lambda rt, body, retiring=False: self.calls.append("finalize"))
+        registry = kopf.OperatorRegistry()
+        runtime = Runtime(api=InMemoryKube(), metrics=FakeMetricsProvider(), poll_seconds=0.01)
+        register(registry, lambda: runtime)
+        (self.daemon,) = [h for h in registry._spawning.get_all_handlers() if h.id.endswith(".deployment_loop")]
+        (self.deleted,) = [h for h in registry._changing.get_all_handlers() if h.id.endswith(".deployment_deleted")]
+        self.stopper: FlagSetter[Any] = FlagSetter()
+        self.body = kopf.Body({"metadata": {"name": "shop", "namespace": "ml"}, "spec": {}, "status": {}})
+
+    def _reconcile(self, rt: Runtime, body: Any, **_: Any) -> Outcome:
+        self.calls.append("reconcile")
+        self.entered.set()
+        assert self.release.wait(10)
+        self.calls.append("reconcile done")
+        return Outcome(True, 0.01)
+
+    def run_daemon(self) -> asyncio.Task[Any]:
+        return asyncio.create_task(
+            self.daemon.fn(
+                stopped=self.stopper.async_waiter,
+                body=self.body,
+                memo=self.memo,
+                namespace="ml",
+                name="shop",
+                retirements_by_target={},
+                workloads_by_owner={},
+            )
+        )
+
+    async def delete(self) -> None:
+        kwargs = {"body": self.body, "memo": self.memo, "namespace": "ml", "name": "shop", "retirements_by_target": {}}
+        await asyncio.to_thread(lambda: self.deleted.fn(**kwargs))
+
+    async def stop(self, daemon: asyncio.Task[Any]) -> None:
+        self.stopper.set()
+        await asyncio.wait_for(daemon, 10)
+
+
+async def test_the_finalizer_waits_for_a_reconcile_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf cancels the daemon's task on deletion, not its thread: a reconcile still running must finish before the
+    finalizer restores the route, or its route write (the canary's weights) lands after the restore."""
+    world = Deletion(monkeypatch)
+    daemon = world.run_daemon()
+    assert await asyncio.to_thread(world.entered.wait, 10)
+    deleting = asyncio.create_task(world.delete())
+    assert await asyncio.to_thread(world.lock.contended.wait, 10), "the delete handler waits for the reconcile"
+    assert world.calls == ["reconcile"]
+    world.release.set()
+    await asyncio.wait_for(deleting, 10)
+    assert world.calls == ["reconcile", "reconcile done", "finalize"]
+    await world.stop(daemon)
+
+
+async def test_no_reconcile_runs_once_the_finalizer_has_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reconcile queued with a body from before the deletion does not undo what the finalizer did."""
+    world = Deletion(monkeypatch)
+    world.release.set()
+    await world.delete()
+    daemon = world.run_daemon()
+    await _until(lambda: world.lock.acquired >= 4)  # the finalizer, then three turns of the loop
+    await world.stop(daemon)
+    assert world.calls == ["finalize"]

@@ -14,6 +14,7 @@ import copy
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -105,6 +106,25 @@ class Wake(asyncio.Event):
 async def in_thread(rt: Runtime, fn: Callable[..., Outcome], *args: Any) -> Outcome:
     """Run a blocking reconcile in the runtime's worker threads (``--workers`` of them), off the event loop."""
     return await asyncio.get_running_loop().run_in_executor(rt.executor, functools.partial(fn, *args))
+
+
+class Guard:
+    """One object's reconciles and its finalizer, one at a time, and no reconcile once the finalizer has started.
+
+    A reconcile runs in a worker thread; when the object is deleted, kopf cancels the daemon's task at once, but
+    not the thread, and runs the delete handler in the same pass. Without this, a reconcile still in flight could
+    set the route back to the canary's weights after the finalizer restored it (or recreate a child it deleted).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.finalizing = False
+
+
+def guard_of(memo: Any) -> Guard:
+    """The object's guard, shared by its daemon and its delete handler through kopf's per-object memo."""
+    guard: Guard = memo.setdefault("guard", Guard())  # dict.setdefault: atomic, so one guard even across threads
+    return guard
 
 
 def cached_workloads(entries: Iterable[Mapping[str, Any]], model: str | None) -> dict[str, bool]:
@@ -262,6 +282,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
         index: kopf.Index[Key, dict[str, Any]] = kwargs["retirements_by_target"]
         workloads: kopf.Index[Key, dict[str, Any]] = kwargs["workloads_by_owner"]
         wake = waker(memo, ns, name)
+        guard = guard_of(memo)
         rt = runtime()
         while not stopped:
             if getattr(memo, "awaited", None) is not None:
@@ -288,7 +309,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
                 cached: dict[str, bool] = cached,
                 verify: bool = verify,
             ) -> Outcome:
-                outcome = reconcile_deployment(rt, b, retiring=is_retiring, workloads=cached, verify_route=verify)
+                with guard.lock:
+                    if guard.finalizing:
+                        return Outcome(False, rt.poll_seconds)  # being deleted: the finalizer has the route
+                    outcome = reconcile_deployment(rt, b, retiring=is_retiring, workloads=cached, verify_route=verify)
                 # Set here, in the reconcile's thread right after the write: the echo comes through kopf later.
                 # A write of status alone (no action) needs no second look: its echo is not a wake-up.
                 memo.quiet_echo = not outcome.actions
@@ -314,11 +338,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             await _sleep(stopped, wake, delay)
 
     @kopf.on.delete(GROUP, VERSION, "modeldeployments", registry=registry)
-    def deployment_deleted(*, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any) -> None:
+    def deployment_deleted(*, body: kopf.Body, memo: Any, namespace: str | None, name: str, **kwargs: Any) -> None:
         rt = runtime()
         index: kopf.Index[Key, dict[str, Any]] = kwargs["retirements_by_target"]
         is_retiring = retiring(list(index.get((namespace or "", name), [])), rt.clock())
-        finalize_deployment(rt, copy.deepcopy(dict(body)), retiring=is_retiring)
+        guard = guard_of(memo)
+        with guard.lock:  # waits for a reconcile still in flight; none runs after this
+            guard.finalizing = True
+            finalize_deployment(rt, copy.deepcopy(dict(body)), retiring=is_retiring)
         wakers.pop((namespace or "", name), None)
 
     # ------------------------------------------------------------------------------------ ModelRetirement
@@ -352,4 +379,4 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             await _sleep(stopped, wake, delay)
 
 
-__all__ = ["FINALIZER", "LeanDiffBase", "cached_workloads", "register", "retiring"]
+__all__ = ["FINALIZER", "Guard", "LeanDiffBase", "cached_workloads", "guard_of", "register", "retiring"]
