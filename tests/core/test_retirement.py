@@ -323,6 +323,7 @@ owners_st = st.lists(
             owners=owners_st,
         ),
         max_size=6,
+        unique_by=lambda o: (o.kind, o.name),  # one object of a kind and name in a namespace, as in a cluster
     ),
     version=st.sampled_from([None, "v1"]),
 )
