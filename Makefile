@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: help venv deps test lint crds demo bench clean unit
+.PHONY: help venv deps test lint crds demo bench clean unit fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ bench: deps ## benchmarks: 100 and 1,000 ModelDeployments, rollback latency, dec
 
 unit: venv ## the fast tests only
 	$(BIN)/python -m pytest -m 'not integration and not e2e' $(PYTEST_ARGS)
+
+fuzz: venv ## property tests with fresh random examples, 2,000 each (the suite runs a fixed set)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m 'not integration and not e2e' -p no:cacheprovider \
+		$(shell grep -rl --include='test_*.py' '^from hypothesis' tests) $(PYTEST_ARGS)
 
 clean: ## remove the virtualenv, tools and caches
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
