@@ -138,13 +138,18 @@ def test_the_lean_diff_base_shares_no_part_of_the_object() -> None:
     assert body["metadata"]["labels"] == {"app": "recommender"}
 
 
-def _startup_settings(resync: float) -> kopf.OperatorSettings:
+def _handlers(**runtime: Any) -> dict[str, Any]:
+    """The handlers ``register`` declares, by function name, over a runtime of fakes with ``runtime``'s fields."""
     registry = kopf.OperatorRegistry()
-    runtime = Runtime(api=InMemoryKube(), metrics=FakeMetricsProvider(), idle_seconds=resync)
-    register(registry, lambda: runtime)
+    rt = Runtime(api=InMemoryKube(), metrics=FakeMetricsProvider(), **runtime)
+    register(registry, lambda: rt)
+    parts = (registry._activities, registry._spawning, registry._changing)
+    return {h.id.rsplit(".", 1)[-1]: h for part in parts for h in part.get_all_handlers()}
+
+
+def _startup_settings(resync: float) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    (configure,) = [h for h in registry._activities.get_all_handlers() if h.id.endswith(".configure")]
-    configure.fn(settings=settings)
+    _handlers(idle_seconds=resync)["configure"].fn(settings=settings)
     return settings
 
 
@@ -199,11 +204,8 @@ class Deletion:
         self.memo["guard"] = guard
         monkeypatch.setattr(glue, "reconcile_deployment", self._reconcile)
         monkeypatch.setattr(glue, "finalize_deployment", lambda rt, body, retiring=False: self.calls.append("finalize"))
-        registry = kopf.OperatorRegistry()
-        runtime = Runtime(api=InMemoryKube(), metrics=FakeMetricsProvider(), poll_seconds=0.01)
-        register(registry, lambda: runtime)
-        (self.daemon,) = [h for h in registry._spawning.get_all_handlers() if h.id.endswith(".deployment_loop")]
-        (self.deleted,) = [h for h in registry._changing.get_all_handlers() if h.id.endswith(".deployment_deleted")]
+        handlers = _handlers(poll_seconds=0.01)
+        self.daemon, self.deleted = handlers["deployment_loop"], handlers["deployment_deleted"]
         self.stopper: FlagSetter[Any] = FlagSetter()
         self.body = kopf.Body({"metadata": {"name": "shop", "namespace": "ml"}, "spec": {}, "status": {}})
 
