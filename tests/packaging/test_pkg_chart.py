@@ -47,7 +47,7 @@ def test_rendered_objects_validate_against_kubernetes(value_set: str, tmp_path: 
 @pytest.mark.parametrize(
     ("flags", "error"),
     [
-        (["--set", "replicaCount=0"], "replicaCount"),
+        (["--set", "replicaCount=-1"], "replicaCount"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "logFormat=xml"], "logFormat"),
         (["--set", "watchNamespaces[0]=Not_A_Namespace"], "watchNamespaces"),

@@ -59,7 +59,6 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
         help="ModelDeployment that gets a gateway (repeatable; default: default/recommender)",
     )
     up.add_argument("--no-operator", dest="operator", action="store_false", help="do not start `modelops run`")
-    up.add_argument("--api-port", type=int, default=0, help="API emulator port (default: a free one)")
     up.add_argument("--prometheus-port", type=int, default=0, help="Prometheus port (default: a free one)")
     up.add_argument("--gateway-port", type=int, default=0, help="port of the first gateway (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
@@ -137,7 +136,6 @@ def _foreground(args: argparse.Namespace) -> int:
         namespaces=args.namespaces,
         gateway_models=tuple(args.gateways or ("default/recommender",)),
         operator=args.operator,
-        apiserver_port=args.api_port,
         prometheus_port=args.prometheus_port,
         gateway_port=args.gateway_port,
         sandbox_id=sandbox_id,
@@ -182,7 +180,7 @@ def _detach(args: argparse.Namespace) -> int:
         argv += ["--gateway", gw]
     if not args.operator:
         argv.append("--no-operator")
-    argv += ["--api-port", str(args.api_port), "--prometheus-port", str(args.prometheus_port)]
+    argv += ["--prometheus-port", str(args.prometheus_port)]
     argv += ["--gateway-port", str(args.gateway_port)]
     log_path = directory / "up.log"
     (directory / "state.json").unlink(missing_ok=True)
@@ -219,7 +217,9 @@ def describe(state: dict[str, Any]) -> str:
     """How to use a running sandbox: its parts and the kubectl commands that talk to it."""
     lines = [f"sandbox {state['sandbox_id']} is up (supervisor pid {state['supervisor_pid']})"]
     if state.get("apiserver"):
-        lines.append(f"  API server  {state['apiserver']['url']}")
+        lines.append(
+            f"  API server  {state['apiserver']['url']}  (kube-apiserver, etcd, controller-manager, scheduler)"
+        )
     if state.get("prometheus"):
         lines.append(f"  Prometheus  {state['prometheus']['url']}")
     for model, url in (state.get("gateways") or {}).items():
@@ -232,7 +232,7 @@ def describe(state: dict[str, Any]) -> str:
     lines += [
         "",
         "Use it with kubectl or the kubernetes client:",
-        f"  export KUBECONFIG={state['kubeconfig']}",
+        f"  export KUBECONFIG={state['kubeconfig']}  PATH={state.get('kube_bin', '')}:$PATH",
         "  kubectl apply -f examples/recommender.yaml",
         "  kubectl get modeldeployments,deployments,jobs,pods",
         f"Stop it: modelops sandbox down --dir {directory}",

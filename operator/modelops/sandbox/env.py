@@ -1,19 +1,24 @@
-"""The whole local environment in one object: API emulator, real Prometheus, local runner, gateway, operator.
+"""The whole local environment in one object: a real Kubernetes control plane, the node agent, a real Prometheus,
+the gateway, and the operator installed from its Helm chart.
 
 ``SandboxEnv`` is what ``modelops sandbox up`` runs, and what the demo and the end-to-end tests use directly::
 
     with SandboxEnv(Path(".sandbox")) as env:
-        api = env.api_client                    # kubernetes.client.ApiClient on the emulator
-        env.kubeconfig, env.prometheus_url, env.gateway_url, env.runner
+        api = env.api_client                    # kubernetes.client.ApiClient, admin of the local cluster
+        env.kubeconfig, env.prometheus_url, env.gateway_url, env.cluster, env.node, env.installation
 
-Everything listens on 127.0.0.1. Every process it starts (model servers, jobs, Prometheus, the operator) carries
-the environment variable ``MODELOPS_SANDBOX_ID`` (the ``sandbox_id``), so a later ``down`` can find and stop any of
-them even if the supervising process died without cleaning up.
+Everything listens on 127.0.0.1 (Pods on 127.0.x.y). The cluster is :class:`~modelops.sandbox.cluster.LocalCluster`
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built from their Go modules); Pods run as local
+processes under :class:`~modelops.sandbox.node.NodeAgent`; the operator's CRDs, ServiceAccount and RBAC come from
+``helm install`` of ``charts/modelops-operator`` and ``modelops run`` authenticates with that ServiceAccount's token.
+Prometheus discovers the model servers from the API's Pods (``kubernetes_sd_configs``), as in a cluster.
+
+Every process it starts carries the environment variable ``MODELOPS_SANDBOX_ID`` (the ``sandbox_id``), so a later
+``down`` can find and stop any of them even if the supervising process died without cleaning up.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -30,10 +35,16 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+import yaml
 
+from modelops.sandbox.cluster import NODE_NAME, LocalCluster
+from modelops.sandbox.discovery import PodDiscovery, scrape_config
+from modelops.sandbox.endpoints import ServiceEndpoints
 from modelops.sandbox.gateway import Gateway, httproute_weights, replica_weights, virtualservice_weights
+from modelops.sandbox.install import Installation, install_operator, install_router_crds
+from modelops.sandbox.node import NodeAgent
 from modelops.sandbox.prometheus import PrometheusServer, ScrapeTarget, free_port
-from modelops.sandbox.runner import Client, Kind, LocalRunner, kill_tree
+from modelops.sandbox.runner import Client, Kind, kill_tree
 
 __all__ = [
     "SANDBOX_ID_ENV",
@@ -49,35 +60,13 @@ T = TypeVar("T")
 
 #: Environment variable carried by every process of one sandbox (its value is the sandbox id).
 SANDBOX_ID_ENV = "MODELOPS_SANDBOX_ID"
-#: The repository's CRDs, next to operator/ in a source checkout.
-REPO_CRDS = Path(__file__).resolve().parents[3] / "crds"
+#: The identity of the sandbox's Prometheus service discovery in the cluster; it may read Pods, nothing else.
+PROMETHEUS_USER = "modelops-sandbox:prometheus"
 
 MODELDEPLOYMENTS = Kind("modelops.io", "v1alpha1", "modeldeployments")
 HTTPROUTES = Kind("gateway.networking.k8s.io", "v1", "httproutes")
 VIRTUALSERVICES = Kind("networking.istio.io", "v1", "virtualservices")
 DEPLOYMENTS = Kind("apps", "v1", "deployments")
-
-#: A permissive VirtualService CRD: kmock's bundled resources have Gateway API routes but no Istio.
-VIRTUALSERVICE_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "virtualservices.networking.istio.io"},
-    "spec": {
-        "group": "networking.istio.io",
-        "scope": "Namespaced",
-        "names": {"plural": "virtualservices", "singular": "virtualservice", "kind": "VirtualService",
-                  "shortNames": ["vs"]},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            }
-        ],
-    },
-}  # fmt: skip
 
 
 class SandboxError(RuntimeError):
@@ -86,7 +75,7 @@ class SandboxError(RuntimeError):
 
 @dataclass
 class OperatorProcess:
-    """``modelops run`` as a child process, pointed at the emulator and Prometheus."""
+    """``modelops run`` as a child process, authenticated as the chart's ServiceAccount."""
 
     argv: list[str]
     log_path: Path
@@ -103,9 +92,10 @@ class OperatorProcess:
 class SandboxEnv:
     """Start with :meth:`start` (or ``with``), stop with :meth:`stop`. See the module docstring.
 
-    ``namespaces``: where the runner and the operator look (``None``: every namespace). ``gateway_models``: the
-    ModelDeployments (``namespace/name`` or ``name`` in ``default``) that get a gateway at start; more can be had
-    with :meth:`gateway`. ``operator``: start ``modelops run`` (skipped, with a note, where it does not exist yet).
+    ``namespaces``: where the operator looks (``None``: every namespace; else the chart gets ``watchNamespaces``
+    and they are created first). ``gateway_models``: the ModelDeployments (``namespace/name`` or ``name`` in
+    ``default``) that get a gateway at start; more can be had with :meth:`gateway`. ``operator``: install the chart
+    and start ``modelops run``. ``chart_values``: more Helm values.
     """
 
     directory: Path
@@ -113,22 +103,23 @@ class SandboxEnv:
     gateway_models: Sequence[str] = ("default/recommender",)
     operator: bool = True
     operator_args: Sequence[str] = ()
-    apiserver_port: int = 0
     prometheus_port: int = 0
     gateway_port: int = 0
     scrape_interval: str = "1s"
-    crds: Sequence[Path] = ()
+    chart_values: Mapping[str, Any] = field(default_factory=dict)
     sandbox_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    start_timeout: float = 60.0
+    start_timeout: float = 120.0
+    audit: bool = True
 
     notes: list[str] = field(default_factory=list, init=False)
-    _apiserver: Any = field(default=None, init=False)
+    _cluster: LocalCluster | None = field(default=None, init=False)
     _api_client: Any = field(default=None, init=False)
+    _node: NodeAgent | None = field(default=None, init=False)
     _prometheus: PrometheusServer | None = field(default=None, init=False)
-    _runner: LocalRunner | None = field(default=None, init=False)
+    _discovery: PodDiscovery | None = field(default=None, init=False)
     _gateways: dict[str, Gateway] = field(default_factory=dict, init=False)
+    _installation: Installation | None = field(default=None, init=False)
     _operator: OperatorProcess | None = field(default=None, init=False)
-    _runner_targets: list[ScrapeTarget] = field(default_factory=list, init=False)
     _targets_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
@@ -139,6 +130,7 @@ class SandboxEnv:
 
     @property
     def kubeconfig(self) -> Path:
+        """The cluster's admin kubeconfig (``kubectl --kubeconfig`` it)."""
         return self.directory / "kubeconfig"
 
     @property
@@ -146,23 +138,25 @@ class SandboxEnv:
         return self.directory / "state.json"
 
     @property
+    def cluster(self) -> LocalCluster:
+        return self._require(self._cluster, "cluster")
+
+    @property
     def api_url(self) -> str:
-        return str(self._require(self._apiserver, "apiserver").url)
+        return self.cluster.server
 
     @property
     def api_client(self) -> Any:
-        """A ``kubernetes.client.ApiClient`` configured from :attr:`kubeconfig`."""
-        return self._require(self._api_client, "apiserver")
+        """A ``kubernetes.client.ApiClient`` of the cluster's admin."""
+        return self._require(self._api_client, "cluster")
 
     @property
-    def emulator(self) -> Any:
-        """The in-process :class:`~modelops.sandbox.apiserver.ApiServerEmulator` (call it via ``apiserver.call``)."""
-        return self._require(self._apiserver, "apiserver").emulator
+    def node(self) -> NodeAgent:
+        return self._require(self._node, "node agent")
 
     @property
-    def apiserver(self) -> Any:
-        """The :class:`~modelops.sandbox.apiserver.ApiServerThread` serving the emulator."""
-        return self._require(self._apiserver, "apiserver")
+    def installation(self) -> Installation:
+        return self._require(self._installation, "operator's Helm release")
 
     @property
     def prometheus(self) -> PrometheusServer:
@@ -171,10 +165,6 @@ class SandboxEnv:
     @property
     def prometheus_url(self) -> str:
         return self.prometheus.url
-
-    @property
-    def runner(self) -> LocalRunner:
-        return self._require(self._runner, "runner")
 
     @property
     def gateway_url(self) -> str:
@@ -209,20 +199,22 @@ class SandboxEnv:
         self.stop()
 
     def child_env(self) -> dict[str, str]:
-        """The environment of every process the sandbox starts: this one's, the sandbox id, the kubeconfig."""
-        return {**os.environ, SANDBOX_ID_ENV: self.sandbox_id, "KUBECONFIG": str(self.kubeconfig.resolve())}
+        """The environment of every process the sandbox starts: this one's and the sandbox id (no credentials)."""
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        return {**env, SANDBOX_ID_ENV: self.sandbox_id}
 
     def start(self) -> SandboxEnv:
         """Start every part, in dependency order; on any failure stop what started and raise."""
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self._start_apiserver()
+            self._start_cluster()
+            self._start_node()
             self._start_prometheus()
-            self._start_runner()
             for model in self.gateway_models:
                 self.gateway(model)
             if self.operator:
-                self._start_operator()
+                self.install()
+                self.start_operator()
             self._publish_targets()
         except BaseException:
             self.stop()
@@ -231,70 +223,79 @@ class SandboxEnv:
 
     def stop(self) -> None:
         """Stop everything that started, the operator first (so it does not act on a half-stopped world)."""
-        operator, self._operator = self._operator, None
-        if operator is not None and operator.process is not None:
-            kill_tree(operator.process, grace=10.0)
+        self.stop_operator()
         for gateway in self._gateways.values():
             gateway.stop()
         self._gateways.clear()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.stop()
+        node, self._node = self._node, None
+        if node is not None:
+            node.stop()
         prometheus, self._prometheus = self._prometheus, None
         if prometheus is not None:
             prometheus.stop()
+        discovery, self._discovery = self._discovery, None
+        if discovery is not None:
+            discovery.stop()
         if self._api_client is not None:
             self._api_client.close()
             self._api_client = None
-        apiserver, self._apiserver = self._apiserver, None
-        if apiserver is not None:
-            apiserver.stop()
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.stop()
 
     # ------------------------------------------------------------------------------------------- parts
 
-    def _start_apiserver(self) -> None:
-        import kubernetes
+    def _start_cluster(self) -> None:
+        cluster = LocalCluster(
+            self.directory / "cluster", env={SANDBOX_ID_ENV: self.sandbox_id}, audit=self.audit,
+            start_timeout=self.start_timeout,
+        )  # fmt: skip
+        self._cluster = cluster
+        cluster.start()
+        # The admin kubeconfig, at the sandbox's top (what `sandbox up` prints and kubectl is pointed at).
+        self.kubeconfig.write_text(cluster.kubeconfig.read_text())
+        self.kubeconfig.chmod(0o600)
+        self._api_client = cluster.api_client()
+        install_router_crds(cluster)
+        rbac = [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": PROMETHEUS_USER},
+             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": PROMETHEUS_USER},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": PROMETHEUS_USER},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": PROMETHEUS_USER}]},
+        ]  # fmt: skip
+        self._apply(rbac)
+        for namespace in self.namespaces or ():
+            self._apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
 
-        from modelops.sandbox.apiserver import ApiServerEmulator, ApiServerThread, write_kubeconfig
+    def _apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
+        path = self.directory / "cluster" / "apply.yaml"
+        path.write_text(yaml.safe_dump_all(list(objects), sort_keys=False))
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
 
-        emulator = ApiServerEmulator()
-        crds = list(self.crds) or ([REPO_CRDS] if REPO_CRDS.is_dir() else [])
-        if crds:
-            emulator.load_crds(*crds)
-        else:  # an installed package without the repository: the CRDs from the API models
-            from modelops.api.crd import crds as generated
-
-            for crd in generated().values():
-                emulator.create_object(crd)
-        emulator.create_object(VIRTUALSERVICE_CRD)
-        self._apiserver = ApiServerThread(emulator, port=self.apiserver_port)
-        self._apiserver.start()
-        write_kubeconfig(self.kubeconfig, self._apiserver.url)
-        self._api_client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig)
+    def _start_node(self) -> None:
+        kubeconfig = self.cluster.user_kubeconfig("node", f"system:node:{NODE_NAME}", ["system:nodes"])
+        self._node = NodeAgent(
+            self.cluster.api_client(kubeconfig), self.directory / "node", name=NODE_NAME, base_env=self.child_env()
         )
+        self._node.start()
 
     def _start_prometheus(self) -> None:
+        identity = self.cluster.user_kubeconfig("prometheus", PROMETHEUS_USER)
+        targets = self.directory / "prometheus" / "pods.json"
+        self._discovery = PodDiscovery(Client(self.cluster.api_client(identity)), targets)
+        self._discovery.start()
         self._prometheus = PrometheusServer(
             port=self.prometheus_port or None,
             workdir=self.directory / "prometheus",
             scrape_interval=self.scrape_interval,
             evaluation_interval=self.scrape_interval,
+            extra_scrape_configs=[scrape_config(targets, self.scrape_interval)],
         )
         with _environ({SANDBOX_ID_ENV: self.sandbox_id}):
             self._prometheus.start(wait_for_targets=False)
-
-    def _start_runner(self) -> None:
-        self._runner = LocalRunner(
-            self.api_client,
-            self.directory / "runner",
-            namespaces=self.namespaces,
-            base_env=self.child_env(),
-            on_targets=self._on_runner_targets,
-        )
-        self._runner.start()
-        if not self._runner.synced.wait(self.start_timeout):
-            raise SandboxError("the local runner could not list objects from the emulator")
 
     def gateway(self, model: str) -> Gateway:
         """The gateway of one ModelDeployment (``namespace/name`` or ``name``), started on first use.
@@ -307,19 +308,31 @@ class SandboxEnv:
         key = f"{namespace}/{name}"
         if key not in self._gateways:
             port = self.gateway_port if not self._gateways and self.gateway_port else 0
-            runner = self.runner
-            gw = Gateway(route_weights(Client(self.api_client), namespace, name), runner.resolver(namespace), port=port)
+            client = Client(self.api_client)
+            gw = Gateway(route_weights(client, namespace, name), ServiceEndpoints(client, namespace).resolve, port=port)
             gw.start()
             self._gateways[key] = gw
             self._publish_targets()
         return self._gateways[key]
 
-    def _start_operator(self) -> None:
-        if importlib.util.find_spec("modelops.handlers.runtime") is None:
-            note = "operator not started: `modelops run` is not available yet (modelops.handlers.runtime missing)"
-            log.warning(note)
-            self.notes.append(note)
-            return
+    def install(self, values: Mapping[str, Any] | None = None) -> Installation:
+        """``helm upgrade --install`` the operator's chart (CRDs, ServiceAccount, RBAC; no operator Pod) and write
+        the kubeconfig with its ServiceAccount's token."""
+        chart_values: dict[str, Any] = {
+            "prometheus": {"url": self.prometheus_url},
+            **self.chart_values,
+            **(values or {}),
+        }
+        if self.namespaces:
+            chart_values.setdefault("watchNamespaces", list(self.namespaces))
+        self._installation = install_operator(self.cluster, values=chart_values)
+        return self._installation
+
+    def start_operator(self, *extra_args: str, name: str = "operator") -> OperatorProcess:
+        """Start ``modelops run`` with the chart's ServiceAccount token; returns once ``/healthz`` answers.
+
+        ``name`` tells processes apart (several replicas): the log is ``logs/<name>.log``."""
+        installation = self.installation
         metrics_port, health_port = free_port(), free_port()
         argv = [
             sys.executable,
@@ -328,7 +341,7 @@ class SandboxEnv:
             "run",
             *(["--all-namespaces"] if not self.namespaces else [a for ns in self.namespaces for a in ("-n", ns)]),
             "--kubeconfig",
-            str(self.kubeconfig.resolve()),
+            str(installation.kubeconfig),
             "--prometheus-url",
             self.prometheus_url,
             "--metrics-address",
@@ -337,10 +350,10 @@ class SandboxEnv:
             str(metrics_port),
             "--health-port",
             str(health_port),
-            "--standalone",
-            *self.operator_args,
+            *(self.operator_args or ["--standalone"]),
+            *extra_args,
         ]
-        log_path = self.directory / "logs" / "operator.log"
+        log_path = self.directory / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         operator = OperatorProcess(argv, log_path, f"http://127.0.0.1:{health_port}/healthz", metrics_port)
         with log_path.open("ab") as out:
@@ -353,26 +366,29 @@ class SandboxEnv:
                 start_new_session=True,
                 cwd=self.directory,
             )
-        self._operator = operator
+        if name == "operator":
+            self._operator = operator
         deadline = time.monotonic() + self.start_timeout
         while True:
             if operator.process.poll() is not None:
                 raise SandboxError(f"the operator exited with {operator.process.returncode}:\n{_tail(log_path)}")
             try:
                 if operator.health_url and httpx.get(operator.health_url, timeout=1.0).status_code == 200:
-                    return
+                    break
             except httpx.HTTPError:
                 pass
             if time.monotonic() >= deadline:
                 raise SandboxError(f"the operator was not healthy after {self.start_timeout}s:\n{_tail(log_path)}")
             time.sleep(0.2)
+        self._publish_targets()
+        return operator
+
+    def stop_operator(self) -> None:
+        operator, self._operator = self._operator, None
+        if operator is not None and operator.process is not None:
+            kill_tree(operator.process, grace=10.0)
 
     # ------------------------------------------------------------------------------------------- scrape targets
-
-    def _on_runner_targets(self, targets: list[ScrapeTarget]) -> None:
-        with self._targets_lock:
-            self._runner_targets = list(targets)
-        self._publish_targets()
 
     def _publish_targets(self) -> None:
         prometheus = self._prometheus
@@ -385,19 +401,21 @@ class SandboxEnv:
             ]
             if self._operator is not None:
                 static.append(ScrapeTarget("modelops-operator", f"127.0.0.1:{self._operator.metrics_port}"))
-            prometheus.set_targets([*static, *self._runner_targets], wait=False)
+            prometheus.set_targets(static, wait=False)
 
     # ------------------------------------------------------------------------------------------- state
 
     def state(self) -> dict[str, Any]:
         """What runs, as ``up`` records it in the state file (pids, ports, URLs) for ``down`` and ``status``."""
-        runner = self._runner
+        node = self._node
+        cluster = self._cluster
         return {
             "sandbox_id": self.sandbox_id,
             "supervisor_pid": os.getpid(),
             "directory": str(self.directory.resolve()),
             "kubeconfig": str(self.kubeconfig.resolve()),
-            "apiserver": {"url": self.api_url} if self._apiserver is not None else None,
+            "kube_bin": str(cluster.bin) if cluster is not None else None,
+            "apiserver": {"url": cluster.server, "pids": cluster.pids()} if cluster is not None else None,
             "prometheus": {"url": self.prometheus_url, "pid": self.prometheus.pid} if self._prometheus else None,
             "gateways": {key: gw.url for key, gw in self._gateways.items()},
             "operator": (
@@ -405,16 +423,15 @@ class SandboxEnv:
             ),
             "processes": [
                 {
-                    "kind": p.kind,
+                    "kind": "Pod",
                     "namespace": p.namespace,
-                    "owner": p.owner,
-                    "pod": p.pod,
+                    "pod": p.name,
+                    "ip": p.ip,
                     "pid": p.pid,
-                    "url": p.url,
-                    "ready": p.ready,
-                    "log": str(p.log_path),
+                    "ready": bool(p.server is not None and p.server.ready),
+                    "log": str(p.log_path) if p.log_path else None,
                 }
-                for p in (runner.processes() if runner is not None else [])
+                for p in (node.processes() if node is not None else [])
             ],
             "notes": list(self.notes),
         }

@@ -76,8 +76,10 @@ def render_config(
     scrape_interval: str = "1s",
     evaluation_interval: str = "1s",
     rule_files: Sequence[Path] = (),
+    extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The Prometheus configuration for these targets: one scrape job per (job, metrics path), one static group each.
+    """The Prometheus configuration for these targets: one scrape job per (job, metrics path), one static group each,
+    then ``extra_scrape_configs`` as given (e.g. ``kubernetes_sd_configs`` jobs).
 
     >>> cfg = render_config([ScrapeTarget("model", "127.0.0.1:8000", labels={"namespace": "ml"})])
     >>> cfg["scrape_configs"][0]["static_configs"]
@@ -104,6 +106,7 @@ def render_config(
                 "static_configs": groups,
             }
         )
+    scrape_configs += [dict(c) for c in extra_scrape_configs]
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
         "scrape_configs": scrape_configs,
@@ -192,8 +195,10 @@ class PrometheusServer:
         extra_args: Sequence[str] = (),
         start_timeout: float = 20.0,
         log_level: str = "warn",
+        extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.targets: tuple[ScrapeTarget, ...] = tuple(targets)
+        self.extra_scrape_configs = tuple(extra_scrape_configs)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.rule_files = tuple(rule_files)
@@ -364,6 +369,7 @@ class PrometheusServer:
             scrape_interval=self.scrape_interval,
             evaluation_interval=self.evaluation_interval,
             rule_files=self.rule_files,
+            extra_scrape_configs=self.extra_scrape_configs,
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")

@@ -66,7 +66,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     server = ModelServer(
-        args.model_uri, args.model_name, args.model_version, port=args.port, drift_window=args.drift_window
+        args.model_uri,
+        args.model_name,
+        args.model_version,
+        port=args.port,
+        drift_window=args.drift_window,
+        host=args.host,
     )
     print(f"listening on {server.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -144,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("serve", help="serve one version on 127.0.0.1")
+    p.add_argument(
+        "--host", default=_env("POD_IP") or "127.0.0.1", help="address to bind (env POD_IP: the pod's own address)"
+    )
     p.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080), help="0 picks a free port")
     p.add_argument("--model-uri", default=_env("MODEL_URI"))
     p.add_argument("--model-name", default=_env("MODEL_NAME"))

@@ -154,7 +154,7 @@ class ServerMetrics:
 
 
 class ModelServer:
-    """One model version served over HTTP on 127.0.0.1.
+    """One model version served over HTTP on ``host`` (127.0.0.1; a pod's own loopback address under the node agent).
 
     ``ModelServer(uri, "demo", "v1").start()`` serves in background threads (tests, the gateway's tests) and
     ``stop()`` ends it; the command line calls ``serve_forever()`` instead. Port 0 picks a free port (``port``).
@@ -168,7 +168,9 @@ class ModelServer:
         port: int = 0,
         drift_window: int = 500,
         drift_min_samples: int = 100,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.model_uri, self.model_name, self.model_version = model_uri, model_name, model_version
         self.metrics = ServerMetrics(model_name, model_version)
         self.drift_window, self.drift_min_samples = drift_window, drift_min_samples
@@ -176,7 +178,7 @@ class ModelServer:
         self.artifact: ModelArtifact | None = None
         self.load_error: str | None = None
         self.ready = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
         # Predictions run on one thread whose OpenMP pool is limited to one thread (the limit is per calling
@@ -190,7 +192,7 @@ class ModelServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> ModelServer:
         """Serve in a background thread and load the model in another; returns at once."""

@@ -129,8 +129,9 @@ class ServerProcess:
         spec: ProcessSpec,
         *,
         port: int,
-        readiness_path: str,
+        readiness_path: str | None,
         on_change: Notify,
+        host: str = "127.0.0.1",
         probe_period: float = 0.25,
         failure_threshold: int = 3,
         backoff: Backoff | None = None,
@@ -138,7 +139,9 @@ class ServerProcess:
     ) -> None:
         self.spec = spec
         self.port = port
-        self.readiness_url = f"http://127.0.0.1:{port}{readiness_path}"
+        self.host = host
+        #: ``None``: no readiness probe, ready while running (as the kubelet does)
+        self.readiness_url = None if readiness_path is None else f"http://{host}:{port}{readiness_path}"
         self.on_change = on_change
         self.probe_period = probe_period
         self.failure_threshold = failure_threshold
@@ -150,7 +153,7 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name=f"replica-{port}", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=f"replica-{host}:{port}", daemon=True)
 
     @property
     def ready(self) -> bool:
@@ -163,7 +166,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         self._thread.start()
@@ -222,7 +225,9 @@ class ServerProcess:
                 self._set_ready(False)
                 self.on_change()
                 continue
-            if probe(self.readiness_url, timeout=min(1.0, max(self.probe_period * 4, 0.5))):
+            if self.readiness_url is None or probe(
+                self.readiness_url, timeout=min(1.0, max(self.probe_period * 4, 0.5))
+            ):
                 failures = 0
                 self._set_ready(True)
             else:

@@ -88,9 +88,9 @@ def local_argv(container: Mapping[str, Any], env: Mapping[str, str], python: str
     return argv
 
 
-def container_env(container: Mapping[str, Any], pod: Mapping[str, Any]) -> dict[str, str]:
-    """The container's ``env`` as a dict: plain values, and ``fieldRef`` to the pod's name, namespace, IP, labels and
-    annotations. Other sources (secrets, config maps) are not available locally and are left out.
+def container_env(container: Mapping[str, Any], pod: Mapping[str, Any], ip: str = "127.0.0.1") -> dict[str, str]:
+    """The container's ``env`` as a dict: plain values, and ``fieldRef`` to the pod's name, namespace, IP (``ip``),
+    labels and annotations. Other sources (secrets, config maps) are not available locally and are left out.
 
     Later entries may refer to earlier ones with ``$(VAR)``, as in Kubernetes.
     """
@@ -108,8 +108,12 @@ def container_env(container: Mapping[str, Any], pod: Mapping[str, Any]) -> dict[
             out[name] = str(meta.get("name", ""))
         elif field_path == "metadata.namespace":
             out[name] = str(meta.get("namespace", ""))
-        elif field_path in ("status.podIP", "status.hostIP"):
+        elif field_path in ("status.podIP", "status.podIPs"):
+            out[name] = ip
+        elif field_path in ("status.hostIP", "status.hostIPs"):
             out[name] = "127.0.0.1"
+        elif field_path == "spec.nodeName":
+            out[name] = str((pod.get("spec") or {}).get("nodeName", ""))
         elif field_path and (m := _FIELD_LABEL.match(field_path)):
             out[name] = str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
     return out
@@ -399,3 +403,49 @@ def pod_status(
 def default_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every local process starts from: this process's (PATH, the virtualenv, the sandbox marker)."""
     return dict(os.environ if base is None else base)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp of the API (``2026-01-01T00:00:00Z``), or ``None``."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pod_conditions(old_status: Mapping[str, Any], *, ready: bool, now: datetime) -> Obj:
+    """The kubelet's Pod conditions (``Initialized``, ``PodReadyToStartContainers``, ``ContainersReady``, ``Ready``),
+    each keeping its ``lastTransitionTime`` while its status holds; ``PodScheduled`` is the scheduler's.
+
+    >>> from datetime import UTC
+    >>> c = pod_conditions({}, ready=True, now=datetime(2026, 1, 1, tzinfo=UTC))["conditions"]
+    >>> [(x["type"], x["status"]) for x in c]
+    [('Initialized', 'True'), ('PodReadyToStartContainers', 'True'), ('ContainersReady', 'True'), ('Ready', 'True')]
+    """
+    conditions: list[Obj] = [dict(c) for c in old_status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+    for type_, status in (("Initialized", True), ("PodReadyToStartContainers", True), ("ContainersReady", ready),
+                          ("Ready", ready)):  # fmt: skip
+        reason = "" if status else "ContainersNotReady"
+        conditions = set_condition(conditions, type_, status, reason, "", now)
+    for c in conditions:
+        for key in ("reason", "message"):
+            if not c.get(key):
+                c.pop(key, None)
+    order = {"Initialized": 0, "PodReadyToStartContainers": 1, "ContainersReady": 2, "Ready": 3}
+    conditions.sort(key=lambda c: order.get(str(c.get("type")), 4))
+    return {"conditions": conditions}
+
+
+def container_status(name: str, ready: bool, restarts: int, state: Mapping[str, Any]) -> Obj:
+    """One entry of ``containerStatuses`` for a local process (no image: the command runs on the host)."""
+    return {
+        "name": name,
+        "image": "local",
+        "imageID": "",
+        "ready": ready,
+        "started": "running" in state,
+        "restartCount": restarts,
+        "state": dict(state),
+    }
