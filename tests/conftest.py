@@ -13,4 +13,4 @@ settings.register_profile("suite", derandomize=True, deadline=None)
 settings.register_profile("fuzz", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
-pytest_plugins = ["plugins.prometheus", "plugins.apiserver"]
+pytest_plugins = ["plugins.prometheus", "plugins.cluster"]

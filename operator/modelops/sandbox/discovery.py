@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelops.sandbox.runner._kube import Client, Kind
+from modelops.sandbox.node._kube import Client, Kind
 
 __all__ = ["PodDiscovery", "pod_targets", "scrape_config"]
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from modelops.sandbox.runner._kube import Client, Kind
+from modelops.sandbox.node._kube import Client, Kind
 
 __all__ = ["ServiceEndpoints", "pod_ready"]
 

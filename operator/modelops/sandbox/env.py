@@ -42,9 +42,8 @@ from modelops.sandbox.discovery import PodDiscovery, scrape_config
 from modelops.sandbox.endpoints import ServiceEndpoints
 from modelops.sandbox.gateway import Gateway, httproute_weights, replica_weights, virtualservice_weights
 from modelops.sandbox.install import Installation, install_operator, install_router_crds
-from modelops.sandbox.node import NodeAgent
+from modelops.sandbox.node import Client, Kind, NodeAgent, kill_tree
 from modelops.sandbox.prometheus import PrometheusServer, ScrapeTarget, free_port
-from modelops.sandbox.runner import Client, Kind, kill_tree
 
 __all__ = [
     "SANDBOX_ID_ENV",

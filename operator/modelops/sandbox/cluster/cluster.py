@@ -32,9 +32,8 @@ from typing import Any
 import httpx
 import yaml
 
+from modelops.sandbox.node._process import ProcessSpec, kill_tree, spawn
 from modelops.sandbox.prometheus import free_port
-from modelops.sandbox.runner import ProcessSpec, kill_tree
-from modelops.sandbox.runner._process import spawn
 
 from .pki import CertPair, Pki
 
@@ -82,7 +81,7 @@ class AuditRecord:
     subresource: str
     namespace: str
     name: str
-    code: int
+    status: int
     uri: str
 
     @classmethod
@@ -97,7 +96,7 @@ class AuditRecord:
             subresource=str(ref.get("subresource", "")),
             namespace=str(ref.get("namespace", "")),
             name=str(ref.get("name", "")),
-            code=int((event.get("responseStatus") or {}).get("code", 0)),
+            status=int((event.get("responseStatus") or {}).get("code", 0)),
             uri=str(event.get("requestURI", "")),
         )
 

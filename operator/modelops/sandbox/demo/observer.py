@@ -18,8 +18,7 @@ from typing import Any, TextIO
 
 from modelops.api import ModelDeploymentStatus, ModelRetirementStatus
 from modelops.api.deployment import MetricStatus
-from modelops.sandbox.runner import Client, Kind
-from modelops.sandbox.runner._kube import ApiError
+from modelops.sandbox.node import ApiError, Client, Kind
 
 __all__ = [
     "EVENTS",

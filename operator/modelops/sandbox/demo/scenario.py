@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from modelops.api import ModelDeploymentStatus
 from modelops.core.requests import REQUEST_ANNOTATION
 from modelops.sandbox.env import HTTPROUTES, SandboxEnv
-from modelops.sandbox.runner import Client
-from modelops.sandbox.runner._kube import DEPLOYMENTS, ApiError
+from modelops.sandbox.node import Client
+from modelops.sandbox.node._kube import DEPLOYMENTS, ApiError
 from modelops.sandbox.traffic import TrafficDriver, TrafficStats
 
 from .manifests import Timings, demo_deployment, demo_retirement, httproute, load_example

@@ -36,9 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modelops.sandbox.runner import _spec as spec
-from modelops.sandbox.runner._kube import ApiError, Client, Kind
-from modelops.sandbox.runner._process import Backoff, JobProcess, ProcessSpec, ServerProcess
+from . import _spec as spec
+from ._kube import ApiError, Client, Kind
+from ._process import Backoff, JobProcess, ProcessSpec, ServerProcess
 
 __all__ = ["NodeAgent", "PodProcess"]
 
