@@ -1,59 +1,70 @@
-"""The environment a benchmark runs in: the API emulator (in this process), a real Prometheus, an exporter of the
-metrics the analyses query, a watch-driven "kubelet", and ``modelops run`` as a child process.
+"""The environment a benchmark runs in: the real local control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler), a status-only node that reports every Pod bound to it Running and Ready, the operator's chart
+installed with ``helm`` and ``modelops run`` as a child process authenticated with its ServiceAccount's token, a
+real Prometheus and an exporter of the metrics the analyses query.
 
 Everything listens on 127.0.0.1 on free ports. The operator is a separate process so that its RSS and CPU
-(``psutil``) are its own; the emulator shares this process with the load generator, which is fine: what is
-measured of the emulator is its request log, not its cost.
+(``psutil``) are its own; so are the control plane's components, whose CPU is read per window too. The status-only
+node (:class:`modelops.sandbox.node.standin.StatusOnlyNode`) runs in this process, with the harness and the exporter:
+thousands of Pods cost it one status write each, and no process.
+
+The operator's API requests are counted from the API server's audit log, narrowed by the policy to the operator's
+ServiceAccount (``AUDIT_POLICY``): the log has the user and the User-Agent, so the operator's own requests
+(``modelops/<version>``) are told from kopf's, which the API server's ``apiserver_request_total`` cannot do (it
+has no user label; it is read beside as a cross-check of the status writes).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import kubernetes
 import psutil
-from kubernetes.client import ApiClient
+import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from modelops.adapters.kube import RestKubeApi
-from modelops.sandbox.apiserver import (
-    ApiServerEmulator,
-    ApiServerThread,
-    RequestRecord,
-    guess_verb,
-    parse_api_path,
-    write_kubeconfig,
-)
+from modelops.adapters.kube import HTTPROUTES, MODELDEPLOYMENTS, RestKubeApi
+from modelops.sandbox.cluster import NODE_NAME, AuditRecord, LocalCluster
+from modelops.sandbox.install import Installation, install_operator, install_router_crds
+from modelops.sandbox.node.standin import StatusOnlyNode
 from modelops.sandbox.prometheus import PrometheusServer, ScrapeTarget, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-CRD_DIRS = (ROOT / "crds", ROOT / "operator" / "modelops" / "sandbox" / "crds")
 #: The operator's client announces itself so (``modelops.handlers.runtime.USER_AGENT``); kopf's requests do not.
 OPERATOR_AGENT = "modelops/"
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: whether the emulator's RequestRecord carries the client's User-Agent (added after the emulator's first version)
-RECORDS_AGENT = "user_agent" in {f.name for f in dataclasses.fields(RequestRecord)}
-
-
-def _what(verb: str | None, resource: str | None, subresource: str | None) -> str | None:
-    """``verb resource[/subresource]``, e.g. ``patch modeldeployments/status``."""
-    if verb is None:
-        return None
-    return f"{verb} {resource or ''}{'/' + subresource if subresource else ''}"
+#: The audit log's verbs that write (reads are get, list, watch).
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+#: The namespace of the chart's release (``modelops.sandbox.install.NAMESPACE``): its ServiceAccounts' group.
+OPERATOR_GROUP = "system:serviceaccounts:modelops-system"
+#: Only the operator's requests are audited: every audit event costs the API server (encoding, a blocking write),
+#: and the control plane's, the node's and the harness's own requests are not what is counted.
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [{"level": "Metadata", "userGroups": [OPERATOR_GROUP]}, {"level": "None"}],
+}
+#: Client rate limits of the controller-manager and the scheduler: their defaults (20 and 50 requests/s) would make
+#: the ReplicaSet controller and the scheduler, not the operator, set the pace at thousands of Pods.
+CONTROLLER_QPS, CONTROLLER_BURST = 200, 400
+#: The Services' ClusterIPs: two Services per ModelDeployment during a canary do not fit the cluster's /24.
+SERVICE_CIDR = "10.0.0.0/16"
+#: What :meth:`BenchCluster.seed` creates, by kind.
+KINDS = {r.kind: r for r in (HTTPROUTES, MODELDEPLOYMENTS)}
 
 
 def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
@@ -75,117 +86,227 @@ class ApiCounts:
     writes: int = 0
     kopf: int = 0
     by_verb: dict[str, int] = field(default_factory=dict)
+    #: the operator's requests answered with an error, by ``verb resource code`` (e.g. a 409 Conflict)
+    failed: dict[str, int] = field(default_factory=dict)
 
 
-class Emulator:
-    """The API emulator served from a thread of this process, with its request log read by position."""
+def _what(verb: str, resource: str, subresource: str) -> str:
+    """``verb resource[/subresource]``, e.g. ``patch modeldeployments/status``."""
+    return f"{verb} {resource}{'/' + subresource if subresource else ''}"
 
-    def __init__(self, workdir: Path) -> None:
-        self.emulator = ApiServerEmulator()
-        for directory in CRD_DIRS:
-            self.emulator.load_crds(directory)
-        self.thread = ApiServerThread(self.emulator)
-        self.thread.start()
-        self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", self.thread.url)
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 when it is gone)."""
+    with contextlib.suppress(psutil.Error):
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+class BenchCluster:
+    """One run's cluster: the control plane under ``directory``, the router CRDs, ``namespace``, the chart (with
+    ``watchNamespaces: [namespace]``: a Role there), and a status-only node. ``audit``: the operator-only audit log
+    (without it :meth:`counts` has nothing to count)."""
+
+    def __init__(self, directory: Path, namespace: str, *, audit: bool = True) -> None:
+        self.directory = directory
+        self.namespace = namespace
+        directory.mkdir(parents=True, exist_ok=True)
+        policy = directory / "bench-audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+        scheduler = directory / "bench-scheduler.yaml"
+        control_plane = directory / "control-plane"
+        scheduler.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        # written by LocalCluster.start() before the scheduler starts
+                        "kubeconfig": str(control_plane / "kubeconfigs" / "kube-scheduler.kubeconfig"),
+                        "qps": CONTROLLER_QPS,
+                        "burst": CONTROLLER_BURST,
+                    },
+                    "leaderElection": {"leaderElect": False},
+                },
+                sort_keys=False,
+            )
+        )
+        # A flag given twice takes its last value: these follow LocalCluster's own.
+        self.cluster = LocalCluster(
+            control_plane,
+            audit=audit,
+            extra_args={
+                "kube-apiserver": [
+                    *([f"--audit-policy-file={policy}"] if audit else []),
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                ],
+                "kube-controller-manager": [
+                    f"--kube-api-qps={CONTROLLER_QPS}",
+                    f"--kube-api-burst={CONTROLLER_BURST}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                ],
+                "kube-scheduler": [f"--config={scheduler}"],
+            },
+        )
+        self.audit = audit
+        self.node: StatusOnlyNode | None = None
+        self.installation: Installation | None = None
+        self._admin: Any = None
+        self._http: httpx.Client | None = None
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> BenchCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> BenchCluster:
+        started = time.monotonic()
+        try:
+            self.cluster.start()
+            install_router_crds(self.cluster)
+            self._admin = self.cluster.api_client()
+            self._admin.user_agent = "bench-harness"
+            self.api = RestKubeApi(self._admin)
+            self.cluster.kubectl("create", "namespace", self.namespace)
+            self.installation = install_operator(self.cluster, values={"watchNamespaces": [self.namespace]})
+            identity = self.cluster.user_kubeconfig("node", f"system:node:{NODE_NAME}", ["system:nodes"])
+            node_client = self.cluster.api_client(identity)
+            node_client.user_agent = "bench-status-only-node"
+            self.node = StatusOnlyNode(node_client, name=NODE_NAME)
+            self.node.start()
+            admin = self.cluster.pki.client("admin", "admin", ["system:masters"])
+            context = ssl.create_default_context(cafile=str(self.cluster.ca))
+            context.load_cert_chain(str(admin.cert), str(admin.key))
+            self._http = httpx.Client(base_url=self.cluster.server, verify=context, timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        return self
+
+    def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        self.cluster.stop()
 
     @property
-    def url(self) -> str:
-        return self.thread.url
+    def operator_kubeconfig(self) -> Path:
+        assert self.installation is not None
+        return self.installation.kubeconfig
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self.thread.call(fn, *args, **kwargs)
+    # ------------------------------------------------------------------------------------------- objects
 
-    def client(self, agent: str) -> ApiClient:
-        configuration = kubernetes.client.Configuration()
-        configuration.host = self.url
-        client = ApiClient(configuration)
-        client.user_agent = agent
-        return client
+    def seed(
+        self, exporter: Exporter, names: Iterable[str], objects: Callable[[str], Iterable[dict[str, Any]]]
+    ) -> None:
+        """The gauges of v1 and v2 of every model, then each model's ``objects(name)`` (created by the admin, a few
+        at a time: the operator is not running yet, so this only shortens the set-up)."""
+        names = list(names)
+        for name in names:
+            exporter.set(self.namespace, name, "v1")
+            exporter.set(self.namespace, name, "v2")
+
+        def create(name: str) -> None:
+            for obj in objects(name):
+                self.api.create(KINDS[obj["kind"]], self.namespace, obj)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(create, names))
+
+    def model_deployments(self) -> list[dict[str, Any]]:
+        return self.api.list(MODELDEPLOYMENTS, self.namespace)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [o.get("status") or {} for o in self.model_deployments()]
+
+    # ------------------------------------------------------------------------------------------- counting
 
     def position(self) -> int:
-        """How many requests were served so far."""
-        if RECORDS_AGENT:
-            return int(self.call(lambda: len(self.emulator.log)))
-        return int(self.call(lambda: sum(1 for _ in self.emulator)))
-
-    def _requests(self, start: int, end: int) -> list[tuple[str, str | None, str]]:
-        """(method, "verb resource", user agent) of requests ``start:end``: from the emulator's request log when
-        its records carry the User-Agent, else from kmock's own request list (it keeps every request's headers)."""
-        if RECORDS_AGENT:
-            return [
-                (r.method, _what(r.verb, r.resource, r.subresource), str(getattr(r, "user_agent", "")))
-                for r in self.emulator.log[start:end]
-            ]
-        out: list[tuple[str, str | None, str]] = []
-        for r in list(self.emulator)[start:end]:
-            path = parse_api_path(r.url.path)
-            verb = guess_verb(r.method, path, dict(r.params))
-            what = _what(verb, path.resource if path else None, path.subresource if path else None)
-            out.append((r.method, what, r.headers.get("User-Agent", "")))
-        return out
+        """Where the audit log's last complete line ends now (a line being written belongs to the next window)."""
+        log = self.cluster.audit_log
+        if not log.exists():
+            return 0
+        with log.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            back = min(size, 1 << 16)
+            f.seek(size - back)
+            tail = f.read(back)
+        return size - back + tail.rfind(b"\n") + 1
 
     def counts(self, start: int, end: int) -> ApiCounts:
-        """Classify requests ``start:end``: the operator's reads and writes (by verb), and kopf's total."""
+        """Classify the audit records between byte offsets ``start`` and ``end`` (from :meth:`position`): the
+        operator's reads and writes (by verb), and kopf's total (same ServiceAccount, kopf's own User-Agent)."""
+        assert self.installation is not None
+        with self.cluster.audit_log.open("rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
         out = ApiCounts()
-        for method, verb, agent in self.call(self._requests, start, end):
-            if not agent.startswith(OPERATOR_AGENT):
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            record = AuditRecord.from_event(json.loads(line))
+            if record.user != self.installation.username:
+                continue
+            if not record.user_agent.startswith(OPERATOR_AGENT):
                 out.kopf += 1
                 continue
-            key = verb or method.lower()
+            key = _what(record.verb, record.resource, record.subresource)
             out.by_verb[key] = out.by_verb.get(key, 0) + 1
-            if method in WRITE_METHODS:
+            if not 200 <= record.status < 300:
+                failed = f"{key} {record.status}"
+                out.failed[failed] = out.failed.get(failed, 0) + 1
+            if record.verb in WRITE_VERBS:
                 out.writes += 1
             else:
                 out.reads += 1
         return out
 
-    def stop(self) -> None:
-        self.thread.stop()
+    def apiserver_requests(self) -> dict[str, float]:
+        """The API server's own ``apiserver_request_total`` (every client), summed by ``VERB group/resource[/sub]``."""
+        assert self._http is not None
+        text = self._http.get("/metrics").text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+            labels = dict(part.split("=", 1) for part in labels_text.split(",") if "=" in part)
+            labels = {k: v.strip('"') for k, v in labels.items()}
+            resource = labels.get("resource", "")
+            if not resource:
+                continue
+            sub = labels.get("subresource", "")
+            key = f"{labels.get('verb', '')} {labels.get('group', '')}/{resource}{'/' + sub if sub else ''}"
+            out[key] = out.get(key, 0.0) + float(value)
+        return out
+
+    def cpu(self, **extra: int | None) -> dict[str, float]:
+        """CPU seconds so far of each control-plane component, this process (the status-only node, the harness, the
+        exporter) and ``extra`` processes by name."""
+        out = {name: process_cpu(pid) for name, pid in self.cluster.pids().items()}
+        out["bench (status-only node, harness)"] = process_cpu(os.getpid())
+        for name, pid in extra.items():
+            if pid is not None:
+                out[name] = process_cpu(pid)
+        return out
 
 
-class Kubelet:
-    """Marks every Deployment of a namespace rolled out and ready, from a watch (a LIST per pass would cost the
-    emulator more than the operator does at 1,000 objects)."""
-
-    def __init__(self, client: ApiClient, namespace: str) -> None:
-        self.api = kubernetes.client.AppsV1Api(client)
-        self.namespace = namespace
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bench-kubelet", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-                for event in watch.stream(  # type: ignore[no-untyped-call]
-                    self.api.list_namespaced_deployment, self.namespace, timeout_seconds=30, _request_timeout=60
-                ):
-                    if self._stop.is_set():
-                        watch.stop()  # type: ignore[no-untyped-call]
-                        return
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._ready(event["raw_object"])
-            except Exception:  # a restarted watch replays every object: nothing is lost
-                time.sleep(0.2)
-
-    def _ready(self, dep: dict[str, Any]) -> None:
-        n = (dep.get("spec") or {}).get("replicas", 1)
-        want = {
-            "observedGeneration": dep["metadata"].get("generation", 1),
-            "replicas": n,
-            "readyReplicas": n,
-            "updatedReplicas": n,
-            "availableReplicas": n,
-        }
-        if {k: (dep.get("status") or {}).get(k) for k in want} != want:
-            with contextlib.suppress(kubernetes.client.ApiException):
-                self.api.patch_namespaced_deployment_status(dep["metadata"]["name"], self.namespace, {"status": want})
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle so far (every core)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 class Exporter:
@@ -209,42 +330,6 @@ class Exporter:
 
     def stop(self) -> None:
         self._server.shutdown()
-
-
-@dataclass
-class Seeded:
-    """The harness's API access and the kubelet of a seeded namespace; ``close()`` stops both."""
-
-    harness: ApiClient
-    api: RestKubeApi
-    kubelet: Kubelet
-
-    def close(self) -> None:
-        self.kubelet.stop()
-        self.harness.close()  # type: ignore[no-untyped-call]
-
-
-def seed(
-    emulator: Emulator,
-    exporter: Exporter,
-    namespace: str,
-    names: Iterable[str],
-    objects: Callable[[str], Iterable[dict[str, Any]]],
-) -> Seeded:
-    """Create ``namespace``, the gauges of v1 and v2 of every model, and each model's ``objects(name)``; start a
-    kubelet that reports the namespace's Deployments ready."""
-    harness = emulator.client("bench-harness")
-    kubelet = Kubelet(emulator.client("bench-kubelet"), namespace)
-    kubelet.start()
-    emulator.call(
-        emulator.emulator.create_object, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    )
-    for name in names:
-        exporter.set(namespace, name, "v1")
-        exporter.set(namespace, name, "v2")
-        for obj in objects(name):
-            emulator.call(emulator.emulator.create_object, obj)
-    return Seeded(harness, RestKubeApi(harness), kubelet)
 
 
 def wait_scraped(url: str, namespace: str, series: int, timeout: float = 60) -> None:
@@ -320,6 +405,12 @@ class Operator:
             with contextlib.suppress(psutil.Error):
                 self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
 
+    def rss(self) -> int:
+        """The operator's resident set size now (bytes)."""
+        with contextlib.suppress(psutil.Error):
+            return int(self.ps.memory_info().rss)
+        return 0
+
     def cpu_seconds(self) -> tuple[float, float]:
         """(user, system) CPU seconds of the operator process so far."""
         times = self.ps.cpu_times()
@@ -384,10 +475,10 @@ def prometheus(exporter: Exporter, scrape_interval: str = "1s") -> PrometheusSer
 
 __all__ = [
     "ApiCounts",
-    "Emulator",
+    "BenchCluster",
     "Exporter",
-    "Kubelet",
     "Operator",
+    "machine_busy",
     "prometheus",
     "prometheus_queries",
     "wait_for",
