@@ -6,6 +6,7 @@
   (``kube.namespace()``). Starting it costs ~20 s; the binaries are built once per machine by ``make deps``.
 - ``kube.operator_kubeconfig``: a kubeconfig with a token of the chart's ServiceAccount: what the operator runs
   with, so the API server enforces exactly the chart's RBAC.
+- ``kube_cluster``: the same object, for tests under a conftest that defines a ``kube`` of its own (tests/adapters).
 - ``api_requests``: the requests the API server answered during the current test, from its audit log.
 """
 
@@ -87,7 +88,8 @@ class RequestLog:
 
 
 @pytest.fixture(scope="session")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """The session's cluster; ``kube`` under a name no conftest shadows (tests/adapters has a ``kube`` fake)."""
     directory = tmp_path_factory.mktemp("cluster")
     cluster = LocalCluster(directory / "control-plane")
     cluster.start()
@@ -105,6 +107,11 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def kube(kube_cluster: KubeCluster) -> KubeCluster:
+    return kube_cluster
+
+
 @pytest.fixture
-def api_requests(kube: KubeCluster) -> RequestLog:
-    return kube.requests()
+def api_requests(kube_cluster: KubeCluster) -> RequestLog:
+    return kube_cluster.requests()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from modelops.handlers.config import OperatorConfig, PrometheusConfig, env_list
+from modelops.handlers.config import (
+    MIN_PEERING_LIFETIME,
+    PEERING_LIFETIME,
+    OperatorConfig,
+    PrometheusConfig,
+    env_list,
+)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -95,6 +101,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     peering.add_argument("--standalone", action="store_true", help="no peering: this process acts alone (the default)")
     p.add_argument(
+        "--priority",
+        type=int,
+        default=_env("MODELOPS_PRIORITY"),
+        metavar="N",
+        help="peering priority of this replica (env MODELOPS_PRIORITY). By default it is derived from the start "
+        "time, negative and lower for a later start: the oldest replica acts, a newer one stands by, and any "
+        "priority of 0 or more (e.g. a debugging session) outranks them all. Replicas of equal priority all pause",
+    )
+    p.add_argument(
+        "--peering-lifetime",
+        type=_lifetime,
+        default=_env("MODELOPS_PEERING_LIFETIME", str(PEERING_LIFETIME)),
+        metavar="SECONDS",
+        help="how long a replica's keep-alive counts: a replica killed without a goodbye is replaced by a standby "
+        f"within about this time; a stopped one hands over at once (env MODELOPS_PEERING_LIFETIME, default "
+        f"{PEERING_LIFETIME}, at least {MIN_PEERING_LIFETIME})",
+    )
+    p.add_argument(
         "--gate-poll",
         type=float,
         default=5.0,
@@ -132,6 +156,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _lifetime(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_PEERING_LIFETIME:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_PEERING_LIFETIME} seconds, not {value}")
+    return value
+
+
 def config_from(args: argparse.Namespace) -> OperatorConfig:
     namespaces = tuple(args.namespaces or ()) if not args.all_namespaces else ()
     if not namespaces and not args.all_namespaces:
@@ -152,6 +183,8 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         log_format=args.log_format,
         peering=None if args.standalone else args.peering,
         standalone=args.standalone or not args.peering,
+        priority=args.priority,
+        peering_lifetime=args.peering_lifetime,
         gate_poll_seconds=args.gate_poll,
         resync_seconds=args.resync,
         workers=args.workers,

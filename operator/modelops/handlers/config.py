@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+#: Seconds a replica's peering record counts as alive: kopf renews it 5-10 s before it runs out, and a replica killed
+#: without a goodbye is replaced by a standby within this bound (kopf's own default is 60 s).
+PEERING_LIFETIME = 15
+#: The shortest lifetime accepted: below it kopf's keep-alive (every ``lifetime - 5..10`` s, at least every second)
+#: leaves too little margin for one slow PATCH, and replicas would take turns.
+MIN_PEERING_LIFETIME = 5
+
 
 @dataclass(frozen=True)
 class PrometheusConfig:
@@ -27,6 +34,10 @@ class OperatorConfig:
     log_format: str = "text"
     peering: str | None = None
     standalone: bool = True
+    #: kopf peering priority: of the live replicas the highest acts, the others stand by. None: derived from the
+    #: start time (see :func:`modelops.handlers.runtime.peering_priority`), so no two replicas share one.
+    priority: int | None = None
+    peering_lifetime: int = PEERING_LIFETIME
     gate_poll_seconds: float = 5.0
     resync_seconds: float = 60.0
     #: reconciles running at once (threads; each mostly waits on the API server and Prometheus)

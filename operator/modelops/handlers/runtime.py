@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,6 +109,46 @@ def operator_task(
     return reg, rt
 
 
+def peering_priority(config: OperatorConfig, started_ns: int | None = None) -> int:
+    """This replica's kopf peering priority: ``--priority`` when given, else minus the start time in microseconds.
+
+    kopf lets the live peer of the highest priority act and pauses the others, and pauses *every* peer when two
+    share the highest one: with its default (0 for all) the chart's ``replicaCount: 2`` would have no replica acting.
+    A priority derived from the start time is distinct per process, and the oldest replica ranks highest, so a newly
+    started replica (a rolling update's surge pod, a restarted one) stands by instead of taking over from a leader
+    in the middle of its work. Negative, so that an operator started with kopf's usual priorities (0 or more, e.g.
+    for debugging) outranks every replica; microseconds stay exact as JSON numbers (below 2**53) for centuries.
+
+    >>> peering_priority(OperatorConfig(priority=7))
+    7
+    >>> peering_priority(OperatorConfig(), started_ns=1_700_000_000_123_456_789)
+    -1700000000123456
+    >>> peering_priority(OperatorConfig(), started_ns=2) > peering_priority(OperatorConfig(), started_ns=2000)
+    True
+    """
+    if config.priority is not None:
+        return config.priority
+    started = time.time_ns() if started_ns is None else started_ns
+    return -(started // 1000)
+
+
+def exact_namespaces(config: OperatorConfig) -> bool:
+    """Whether the operator watches a fixed list of namespaces (names, no ``*``/``?``/``[`` patterns, no ``!``)."""
+    return not config.clusterwide and not any(set(ns) & set("*?[]!") for ns in config.namespaces)
+
+
+def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+    """kopf's settings from ours (the handlers' own, e.g. the finalizer, are set by their startup handler)."""
+    settings = kopf.OperatorSettings()
+    settings.peering.lifetime = config.peering_lifetime
+    # Namespaced (the chart's Role per watched namespace, no right to list namespaces): kopf's namespace scan would
+    # retry its forbidden LIST for ~1 min (its error backoffs) before it falls back to the names given, and only
+    # then start, peering included. With fixed names there is nothing to scan; the cost is that kopf no longer
+    # watches CRDs either, so the resources it serves are those found at start (the chart installs the CRDs first).
+    settings.scanning.disabled = exact_namespaces(config)
+    return settings
+
+
 def run_operator(config: OperatorConfig) -> int:
     """Run until interrupted. Returns the process exit code."""
     kopf.configure(
@@ -125,11 +166,16 @@ def run_operator(config: OperatorConfig) -> int:
     registry, _ = operator_task(config, telemetry=telemetry)
     server = telemetry.serve(config.metrics_port, config.metrics_address) if config.metrics_port else None
     log.info("modelops %s: watching %s", __version__, ", ".join(config.namespaces) or "all namespaces")
+    priority = peering_priority(config)
+    if config.peering:
+        log.info("peering %r: priority %d, lifetime %d s", config.peering, priority, config.peering_lifetime)
     try:
         kopf.run(
             registry=registry,
+            settings=kopf_settings(config),
             standalone=config.standalone,
             peering_name=config.peering,
+            priority=priority,
             clusterwide=config.clusterwide,
             namespaces=config.namespaces,
             liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,

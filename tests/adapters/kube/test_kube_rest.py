@@ -1,47 +1,63 @@
-"""RestKubeApi over real HTTP, against kmock's KubernetesEmulator (until tests/plugins/apiserver.py is ready).
+"""RestKubeApi over real HTTP, against the session's real kube-apiserver (the ``kube_cluster`` fixture).
 
-The emulator runs in the test's event loop; the synchronous client therefore runs in a worker thread.
+tests/adapters/conftest.py defines a ``kube`` of its own (the in-memory fake), hence the other name for the cluster.
+The ModelDeployment is created for real first: the children's ownerReference then points at a live owner, so the
+garbage collector leaves them alone while the test looks at them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import warnings
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-import kmock
 import kubernetes.client
 import pytest
 
-from adapters.builders import NAMESPACE, make_md
+from adapters.builders import TRAFFIC
 from modelops.adapters.kube import (
     DEPLOYMENTS,
     HTTPROUTES,
+    MODELDEPLOYMENTS,
+    SERVICES,
     KubeAdapter,
     KubeApiError,
+    NotFound,
     RestKubeApi,
     as_kube_api,
 )
 from modelops.adapters.routers import router_for
-
-T = TypeVar("T")
+from modelops.api.deployment import ModelDeployment
+from plugins.cluster import KubeCluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def rest(kmock: kmock.KubernetesEmulator) -> RestKubeApi:
-    with warnings.catch_warnings():  # kmock 0.8 reads its bundle with a deprecated importlib call
-        warnings.simplefilter("ignore", DeprecationWarning)
-        kmock.resources.load_bundled()
-    kmock.resources["gateway.networking.k8s.io/v1/httproutes"] = kmock.ResourceInfo(kind="HTTPRoute", namespaced=True)
-    config = kubernetes.client.Configuration(host=str(kmock.url).rstrip("/"))
-    return RestKubeApi(kubernetes.client.ApiClient(config), timeout=5)
+def rest(kube_cluster: KubeCluster) -> Iterator[RestKubeApi]:
+    client = kube_cluster.client()
+    yield RestKubeApi(client, timeout=10)
+    client.close()
 
 
-async def in_thread(fn: Callable[[], T]) -> T:
-    return await asyncio.to_thread(fn)
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> str:
+    return kube_cluster.namespace("rest")
+
+
+def real_md(rest: RestKubeApi, namespace: str) -> ModelDeployment:
+    """A ModelDeployment created through the API and read back (it has the server's uid and generation)."""
+    body: dict[str, Any] = {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "model": {"name": "fraud-model", "version": "1.1.0", "uri": "s3://models/fraud/1.1.0"},
+            "server": {"image": "registry.local/server:1", "port": 8080, "replicas": 4},
+            "traffic": TRAFFIC["gatewayAPI"],
+        },
+    }
+    created = rest.create(MODELDEPLOYMENTS, namespace, body)
+    return ModelDeployment.model_validate(created)
 
 
 def test_an_api_client_is_wrapped() -> None:
@@ -49,50 +65,57 @@ def test_an_api_client_is_wrapped() -> None:
     assert isinstance(api, RestKubeApi)
 
 
-async def test_crud_through_the_kubernetes_client(rest: RestKubeApi) -> None:
-    md = make_md()
-    adapter = KubeAdapter(rest, NAMESPACE)
+def test_crud_through_the_kubernetes_client(rest: RestKubeApi, namespace: str) -> None:
+    md = real_md(rest, namespace)
+    assert md.metadata.uid
+    adapter = KubeAdapter(rest, namespace)
 
-    def scenario() -> dict[str, Any]:
-        assert rest.get(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0") is None
-        assert adapter.ensure_workload(md, "1.1.0", "s3://x", replicas=2) is True
-        got = rest.get(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0")
-        assert got is not None
-        assert got["spec"]["replicas"] == 2
-        listed = rest.list(DEPLOYMENTS, NAMESPACE, {"modelops.io/version": "1.1.0"})
-        assert [o["metadata"]["name"] for o in listed] == ["fraud-1-1-0"]
-        assert rest.list(DEPLOYMENTS, NAMESPACE, {"modelops.io/version": "nope"}) == []
-        rest.patch(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0", {"spec": {"replicas": 3}})
-        assert adapter.ensure_workload(md, "1.1.0", "s3://x", replicas=3) is False
+    assert rest.get(DEPLOYMENTS, namespace, "fraud-1-1-0") is None
+    assert adapter.ensure_workload(md, "1.1.0", "s3://x", replicas=2) is True
+    got = rest.get(DEPLOYMENTS, namespace, "fraud-1-1-0")
+    assert got is not None
+    assert got["spec"]["replicas"] == 2
+    assert got["metadata"]["ownerReferences"][0]["uid"] == md.metadata.uid
+    assert rest.get(SERVICES, namespace, "fraud-1-1-0") is not None
+    listed = rest.list(DEPLOYMENTS, namespace, {"modelops.io/version": "1.1.0"})
+    assert [o["metadata"]["name"] for o in listed] == ["fraud-1-1-0"]
+    assert rest.list(DEPLOYMENTS, namespace, {"modelops.io/version": "nope"}) == []
+    rest.patch(DEPLOYMENTS, namespace, "fraud-1-1-0", {"spec": {"replicas": 3}})
+    assert adapter.ensure_workload(md, "1.1.0", "s3://x", replicas=3) is False, "the server's defaults are no change"
 
-        rest.create(
-            HTTPROUTES,
-            NAMESPACE,
-            {
-                "apiVersion": "gateway.networking.k8s.io/v1",
-                "kind": "HTTPRoute",
-                "metadata": {"name": "fraud-route", "namespace": NAMESPACE, "resourceVersion": "1"},
-                "spec": {"rules": [{"name": "model", "backendRefs": [{"name": "fraud-1-0-0", "port": 8080}]}]},
-            },
-        )
-        router = router_for(md.spec, NAMESPACE, "fraud", rest)
-        assert router.set_weights({"1.0.0": 80, "1.1.0": 20}) is True
-        weights = router.get_weights()
+    rest.create(
+        HTTPROUTES,
+        namespace,
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "fraud-route"},
+            "spec": {"rules": [{"name": "model", "backendRefs": [{"name": "fraud-1-0-0", "port": 8080}]}]},
+        },
+    )
+    router = router_for(md.spec, namespace, "fraud", rest)
+    assert router.set_weights({"1.0.0": 80, "1.1.0": 20}) is True
+    route = rest.get(HTTPROUTES, namespace, "fraud-route")
+    assert route is not None
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert {(r["name"], r["weight"]) for r in refs} == {("fraud-1-0-0", 80), ("fraud-1-1-0", 20)}
+    # 1.0.0 has no Service of this ModelDeployment: its backend is known by name only
+    assert router.get_weights() == {"fraud-1-0-0": 80, "1.1.0": 20}
 
-        assert adapter.delete_workload(md, "1.1.0") is True
-        assert rest.get(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0") is None
-        return {"weights": weights}
-
-    result = await in_thread(scenario)
-    assert result["weights"] == {"fraud-1-0-0": 80, "1.1.0": 20}
+    assert adapter.delete_workload(md, "1.1.0") is True
+    assert rest.get(DEPLOYMENTS, namespace, "fraud-1-1-0") is None
+    assert rest.get(SERVICES, namespace, "fraud-1-1-0") is None
+    rest.delete(DEPLOYMENTS, namespace, "fraud-1-1-0")  # already gone: a 404 on delete is no error
 
 
-async def test_errors_carry_the_status(rest: RestKubeApi, kmock: kmock.KubernetesEmulator) -> None:
-    kmock["post", kmock.resource("apps", "v1", "deployments")] << 422 << {"message": "spec.replicas: Invalid value"}
-
-    def create() -> None:
-        rest.create(DEPLOYMENTS, NAMESPACE, {"metadata": {"name": "x"}})
-
-    with pytest.raises(KubeApiError, match="Invalid value") as info:
-        await in_thread(create)
+def test_errors_carry_the_status(rest: RestKubeApi, namespace: str) -> None:
+    """The API server's own 422 for an invalid Deployment, and its 404 for an object in a missing namespace."""
+    invalid = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": -1}}
+    with pytest.raises(KubeApiError, match=r"spec\.replicas") as info:
+        rest.create(DEPLOYMENTS, namespace, invalid)
     assert info.value.status == 422
+    assert not isinstance(info.value, NotFound)
+
+    with pytest.raises(NotFound) as missing:
+        rest.patch(DEPLOYMENTS, namespace, "nothing-here", {"spec": {"replicas": 1}})
+    assert missing.value.status == 404
