@@ -108,7 +108,7 @@ def selector(labels: Mapping[str, str]) -> str:
 def matches(obj: Mapping[str, Any], labels: Mapping[str, str] | None) -> bool:
     """Whether ``obj`` carries every label in ``labels``.
 
-    Applied client-side as well, because not every API (kmock's emulator, for one) honours label selectors.
+    Applied client-side as well, so that a result is exactly the selection whatever the server did with it.
     """
     if not labels:
         return True

@@ -4,7 +4,7 @@ It stamps ``uid``, ``resourceVersion``, ``generation`` (bumped only when ``spec`
 ``creationTimestamp``; answers 409 to a create of an existing name and to a merge patch whose
 ``metadata.resourceVersion`` is stale; honours label selectors; keeps a request log (to count writes) and lets a
 test inject faults. It is the fake shipped with the protocol, for unit tests of the adapters, the core's callers and
-the handlers; the HTTP emulator in ``tests/plugins/apiserver.py`` covers the wire.
+the handlers; the integration tests on the real local cluster (``tests/plugins/cluster.py``) cover the wire.
 """
 
 from __future__ import annotations
