@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: help venv deps test lint crds demo bench clean unit fuzz
+.PHONY: help venv deps test lint crds demo bench clean unit fuzz e2e
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ demo: deps ## the local environment playing a whole model lifecycle (about 4 min
 
 bench: deps ## benchmarks: 100 and 1,000 ModelDeployments, rollback latency, decide/s -> bench/results.json
 	$(BIN)/python -m bench
+
+# Only a KUBECONFIG given on make's command line counts: one merely exported in the shell never redirects the tests.
+E2E_KUBECONFIG := $(if $(filter command line,$(origin KUBECONFIG)),$(abspath $(KUBECONFIG)),)
+
+e2e: deps ## end-to-end scenarios on the local cluster, or on any cluster: make e2e KUBECONFIG=path (docs/demo.md)
+	MODELOPS_E2E_KUBECONFIG='$(E2E_KUBECONFIG)' $(BIN)/python -m pytest -m e2e -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: venv ## the fast tests only
 	$(BIN)/python -m pytest -m 'not integration and not e2e' $(PYTEST_ARGS)

@@ -1,8 +1,13 @@
 """``modelops sandbox demo`` end to end: the whole lifecycle on the local environment, then nothing left running.
 
 Given a fresh directory, when the demo runs (as ``make demo`` does, at 1.5x speed to keep the suite short), then it
-exits 0, its output names each phase of the lifecycle in order, it writes the PNG timeline, and no process carrying
-its sandbox id survives it. Given a running demo, when it receives SIGINT, then it stops everything and exits 130.
+exits 0, its output names each phase of the lifecycle in order, it shows ``kubectl get mdep,deploy,pods`` of the
+cluster before stopping it (objects of the real controllers: ReplicaSet-made Pods on the node agent's Node), it
+writes the PNG timeline, and no process carrying its sandbox id survives it. Given a running demo, when it receives
+SIGINT, then it stops everything and exits 130.
+
+The two tests that run the demo need the local cluster (the demo starts its own, and its model servers run from
+the source tree under the node agent): given ``$MODELOPS_E2E_KUBECONFIG`` they skip. The others touch no cluster.
 """
 
 from __future__ import annotations
@@ -23,12 +28,19 @@ import psutil
 import pytest
 
 from modelops.api import ModelDeploymentSpec
+from modelops.sandbox.cluster import NODE_NAME
 from modelops.sandbox.demo import Observer, Printer, Timings, demo_deployment, load_example, plot_timeline
 from modelops.sandbox.demo.observer import MetricPoint, PhaseMark, WeightPoint
 from modelops.sandbox.env import SANDBOX_ID_ENV
-from modelops.sandbox.runner import Client
+from modelops.sandbox.node import Client
+
+from .target import local_cluster_only
 
 pytestmark = pytest.mark.e2e
+DEMO_LOCAL = local_cluster_only(
+    "the demo starts a local cluster of its own, and its model servers and Jobs run from the source tree under the "
+    "node agent (their image is not published)"
+)
 
 T = TypeVar("T")
 MODELOPS = [sys.executable, "-c", "import sys; from modelops.cli import main; sys.exit(main())"]
@@ -153,6 +165,7 @@ def in_order(text: str, expected: list[str]) -> list[str]:
     return missing
 
 
+@DEMO_LOCAL
 @pytest.mark.timeout(540)
 def test_the_demo_plays_the_whole_lifecycle_and_leaves_nothing_running(demo: Demo, tmp_path: Path) -> None:
     code = demo.wait(timeout=480)
@@ -163,18 +176,30 @@ def test_the_demo_plays_the_whole_lifecycle_and_leaves_nothing_running(demo: Dem
     after_drain = output[output.find(LIFECYCLE[-1]) :]
     assert [line for line in RETIRED if line not in after_drain] == [], output[-6000:]
     assert "[FAILED]" not in output
+    # before stopping, what the cluster holds: the replacement's objects, its Pod bound to the node agent's Node
+    listing = output[output.find("what the cluster holds now: KUBECONFIG=") :]
+    assert "kubectl get mdep,deploy,pods -o wide -n default" in listing, output[-6000:]
+    for line in ("modeldeployment.modelops.io/recommender-next", "deployment.apps/recommender-next-v1"):
+        assert line in listing, listing[:3000]
+    pods = [line.split() for line in listing.splitlines() if line.strip().startswith("pod/recommender-next-v1-")]
+    servers = [p for p in pods if "-held-out-eval-" not in p[0]]
+    assert len(servers) == 1, listing[:3000]  # the Deployment's one replica, from its ReplicaSet
+    assert (servers[0][1], servers[0][2]) == ("1/1", "Running")
+    assert NODE_NAME in servers[0]
+    assert all(p[2] == "Completed" and NODE_NAME in p for p in pods if p not in servers)  # its gate Job's Pod
     png = (tmp_path / "timeline.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 50_000  # four panels of lines and markers, not an empty figure
     assert marked(demo.sandbox_id) == []
 
 
+@DEMO_LOCAL
 @pytest.mark.timeout(180)
 def test_sigint_stops_the_demo_and_everything_it_started(demo: Demo) -> None:
-    # Given the demo running v1 with traffic (API emulator, Prometheus, operator, a model server, the gateway)
-    poll(lambda: "traffic: " in demo.output, 120, "the demo sent traffic")
+    # Given the demo running v1 with traffic (control plane, node agent, Prometheus, operator, a model server)
+    poll(lambda: "traffic: " in demo.output, 150, "the demo sent traffic")
     before = marked(demo.sandbox_id)
-    assert len(before) >= 3, before  # Prometheus, the operator, v1's model server at least
+    assert len(before) >= 7, before  # etcd, 3 control-plane components, Prometheus, the operator, v1's server
 
     # When Ctrl-C arrives
     demo.process.send_signal(signal.SIGINT)
@@ -222,6 +247,8 @@ def test_the_demo_deployment_is_the_example_at_demo_speed(tmp_path: Path) -> Non
     assert demo.monitoring.interval == "10s"
     assert demo.retraining is not None
     assert demo.retraining.min_interval == "30s"
+    # the model server binds its Pod's address and port (the node agent expands the variables as a kubelet does)
+    assert body["spec"]["server"]["args"] == ["--host=$(POD_IP)", "--port=$(PORT)"]
     # the jobs read the demo's data and write versions to its directory; the example is left alone
     retrain_args = demo.retraining.template["template"]["spec"]["containers"][0]["args"]
     assert retrain_args == ["--out-dir", str(tmp_path / "models"), "--data", str(tmp_path / "latest.csv")]

@@ -1,7 +1,9 @@
 """``modelops sandbox up`` / ``down`` / ``status`` / ``demo``: the whole local environment as one command.
 
-``up`` runs :class:`~modelops.sandbox.env.SandboxEnv` in the foreground until Ctrl-C (or SIGTERM), writing
-``<dir>/state.json`` (pids, ports, URLs, refreshed every few seconds) and ``<dir>/kubeconfig``. ``up --detach``
+``up`` runs :class:`~modelops.sandbox.env.SandboxEnv` (a real Kubernetes control plane, the node agent that runs its
+Pods as local processes, Prometheus, a gateway, the operator installed from its Helm chart) in the foreground until
+Ctrl-C (or SIGTERM), writing ``<dir>/state.json`` (pids, ports, URLs, refreshed every few seconds) and
+``<dir>/kubeconfig`` (the cluster's admin: ``kubectl`` works on it, with the kubectl ``up`` prints). ``up --detach``
 starts that same foreground process in its own session, waits until the state file says it is ready, and returns.
 ``down`` asks the supervising process to stop (SIGTERM: it stops everything in order), then finds any process still
 carrying the sandbox's id in its environment and kills it, and checks that none is left.
@@ -28,7 +30,7 @@ __all__ = ["register_env_commands", "run_demo_command", "run_down", "run_status"
 DEFAULT_DIR = Path(".sandbox")
 DEMO_DIR = Path(".sandbox-demo")
 _MAIN = "import sys; from modelops.cli import main; sys.exit(main())"
-#: how often the foreground ``up`` refreshes the state file (the runner's processes come and go)
+#: how often the foreground ``up`` refreshes the state file (the node agent's Pods come and go)
 STATE_REFRESH = 2.0
 
 
@@ -36,10 +38,12 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
     """Add ``up``, ``down`` and ``status`` to the ``sandbox`` subcommand group."""
     up = commands.add_parser(
         "up",
-        help="start the local environment (API emulator, Prometheus, runner, gateway, operator)",
-        description="Start, on 127.0.0.1, the Kubernetes API emulator with the CRDs, a real Prometheus, the local "
-        "runner (Deployments and Jobs as processes), a gateway per model and the operator. Stays in the foreground "
-        "until Ctrl-C unless --detach.",
+        help="start the local environment (Kubernetes control plane, node agent, Prometheus, gateway, operator)",
+        description="Start, on 127.0.0.1, a real Kubernetes control plane (etcd, kube-apiserver, "
+        "kube-controller-manager, kube-scheduler), a node agent that runs the Pods bound to its Node as local "
+        "processes, a real Prometheus, a gateway per model, and the operator (its chart installed with helm; "
+        "`modelops run` with the chart's ServiceAccount token). Prints how to point kubectl at it. Stays in the "
+        "foreground until Ctrl-C unless --detach.",
     )
     _dir_option(up)
     up.add_argument("--detach", action="store_true", help="return once everything is ready; stop with `down`")
@@ -49,7 +53,7 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
         action="append",
         dest="namespaces",
         metavar="NS",
-        help="namespace the runner and operator watch (repeatable; default: all)",
+        help="namespace the operator watches, created at start (repeatable; default: all)",
     )
     up.add_argument(
         "--gateway",
@@ -65,7 +69,9 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
     up.add_argument("--sandbox-id", help=argparse.SUPPRESS)
     up.set_defaults(func=run_up)
 
-    down = commands.add_parser("down", help="stop everything `up` started", description=run_down.__doc__)
+    down = commands.add_parser(
+        "down", help="stop every process of the sandbox (found by its id)", description=run_down.__doc__
+    )
     _dir_option(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop before killing")
     down.set_defaults(func=run_down)
@@ -244,7 +250,8 @@ def describe(state: dict[str, Any]) -> str:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    """Stop every process `modelops sandbox up` started and check that none is left."""
+    """Stop every process `modelops sandbox up` started (the supervisor first, then any process still carrying the
+    sandbox's id: control plane, node agent's Pods, Prometheus, operator) and check that none is left."""
     from modelops.sandbox.env import find_sandbox_processes
 
     directory: Path = args.dir
@@ -293,13 +300,19 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"  {len(live)} of its processes are still running: `modelops sandbox down --dir {directory}`")
         return 1
     print(describe(state).split("\n\n")[0])
+    components = (state.get("apiserver") or {}).get("pids") or {}
+    if components:
+        print("  control plane:")
+        for name, pid in components.items():
+            print(f"    {name:<24} pid {pid} {'running' if pid in live else 'stopped'}")
     processes = state.get("processes") or []
-    print(f"  {len(processes)} workload process(es), {len(live)} sandbox processes in all:")
+    print(f"  {len(processes)} Pod process(es) under the node agent, {len(live)} sandbox processes in all:")
     for p in processes:
         running = "running" if p.get("pid") in live else "stopped"
         ready = " ready" if p.get("ready") else ""
-        where = f" {p['url']}" if p.get("url") else ""
-        print(f"    {p['kind']:<10} {p['namespace']}/{p['pod']:<40} pid {p.get('pid')} {running}{ready}{where}")
+        where = f" {p['ip']}" if p.get("ip") else ""
+        print(f"    {p['kind']:<4} {p['namespace']}/{p['pod']:<50} pid {p.get('pid')} {running}{ready}{where}")
+    print(f"  kubectl: KUBECONFIG={state['kubeconfig']} {state.get('kube_bin', '')}/kubectl get pods -A")
     return 0
 
 

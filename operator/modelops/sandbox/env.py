@@ -11,7 +11,8 @@ Everything listens on 127.0.0.1 (Pods on 127.0.x.y). The cluster is :class:`~mod
 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built from their Go modules); Pods run as local
 processes under :class:`~modelops.sandbox.node.NodeAgent`; the operator's CRDs, ServiceAccount and RBAC come from
 ``helm install`` of ``charts/modelops-operator`` and ``modelops run`` authenticates with that ServiceAccount's token.
-Prometheus discovers the model servers from the API's Pods (``kubernetes_sd_configs``), as in a cluster.
+Prometheus discovers the model servers from the API's Pods, as ``kubernetes_sd_configs`` would in a cluster
+(:class:`~modelops.sandbox.discovery.PodDiscovery` writes them to a ``file_sd`` file).
 
 Every process it starts carries the environment variable ``MODELOPS_SANDBOX_ID`` (the ``sandbox_id``), so a later
 ``down`` can find and stop any of them even if the supervising process died without cleaning up.
@@ -120,6 +121,8 @@ class SandboxEnv:
     _installation: Installation | None = field(default=None, init=False)
     _operator: OperatorProcess | None = field(default=None, init=False)
     _targets_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    #: the API clients of the node agent and of Prometheus' discovery, closed by stop()
+    _clients: list[Any] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         # Absolute: children (Prometheus, model servers) run with other working directories.
@@ -235,9 +238,11 @@ class SandboxEnv:
         discovery, self._discovery = self._discovery, None
         if discovery is not None:
             discovery.stop()
-        if self._api_client is not None:
-            self._api_client.close()
-            self._api_client = None
+        for client in [self._api_client, *self._clients]:
+            if client is not None:
+                client.close()
+        self._api_client = None
+        self._clients.clear()
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
             cluster.stop()
@@ -276,15 +281,17 @@ class SandboxEnv:
 
     def _start_node(self) -> None:
         kubeconfig = self.cluster.user_kubeconfig("node", f"system:node:{NODE_NAME}", ["system:nodes"])
-        self._node = NodeAgent(
-            self.cluster.api_client(kubeconfig), self.directory / "node", name=NODE_NAME, base_env=self.child_env()
-        )
+        client = self.cluster.api_client(kubeconfig)
+        self._clients.append(client)
+        self._node = NodeAgent(client, self.directory / "node", name=NODE_NAME, base_env=self.child_env())
         self._node.start()
 
     def _start_prometheus(self) -> None:
         identity = self.cluster.user_kubeconfig("prometheus", PROMETHEUS_USER)
         targets = self.directory / "prometheus" / "pods.json"
-        self._discovery = PodDiscovery(Client(self.cluster.api_client(identity)), targets)
+        client = self.cluster.api_client(identity)
+        self._clients.append(client)
+        self._discovery = PodDiscovery(Client(client), targets)
         self._discovery.start()
         self._prometheus = PrometheusServer(
             port=self.prometheus_port or None,

@@ -1,8 +1,10 @@
 """``modelops sandbox demo``: start the sandbox, play the scenario, report, and stop everything whatever happens.
 
-SIGINT (Ctrl-C) and SIGTERM interrupt the scenario where it is; the traffic, the operator, every model server and
-job, Prometheus and the API emulator are then stopped in order, and any process still carrying the sandbox's id is
-killed, so nothing is left running. Exit status: 0 when every expectation held, 1 when one failed (the summary
+SIGINT (Ctrl-C) and SIGTERM interrupt the scenario where it is; the traffic, the operator, the gateway, the node agent
+with every model server and job it runs, Prometheus and the Kubernetes control plane are then stopped in order, and
+any process still carrying the sandbox's id is killed, so nothing is left running. Before stopping (unless
+interrupted), the demo shows what the cluster holds: ``kubectl get mdep,deploy,pods``, objects made by the real
+controllers from what the operator applied. Exit status: 0 when every expectation held, 1 when one failed (the summary
 says which), 130 when interrupted.
 """
 
@@ -31,8 +33,12 @@ from .scenario import ACTS, MODEL, REPLACEMENT, RETIREMENT, DemoFailed, Scenario
 
 __all__ = ["DemoInterrupted", "DemoOptions", "run_demo"]
 
-#: what a previous run left in the demo directory, removed before a new run (nothing else there is touched)
-RUN_ARTIFACTS = ("models", "models-next", "data", "runner", "prometheus", "logs", "kubeconfig", "state.json")
+#: what a previous run left in the demo directory, removed before a new run (nothing else there is touched): the
+#: cluster's state (etcd's data, certificates, logs) among them, so every run starts from an empty cluster
+RUN_ARTIFACTS = ("models", "models-next", "data", "cluster", "node", "prometheus", "logs", "kubeconfig", "state.json",
+                 "demo.log")  # fmt: skip
+#: what the demo shows of the cluster at the end: the objects, made by the operator and the real controllers
+KUBECTL_GET = ("get", "mdep,deploy,pods", "-o", "wide")
 #: the operator checks gate and retraining Jobs every second, and looks at idle objects every 10 s
 OPERATOR_ARGS = ("--gate-poll", "1", "--resync", "10")
 
@@ -130,6 +136,23 @@ def _kill_leftovers(sandbox_id: str) -> list[int]:
     return [p.pid for p in procs]
 
 
+def kubectl_command(env: SandboxEnv, namespace: str) -> str:
+    """The kubectl command line that shows the demo's objects (the cluster's own kubectl, its admin kubeconfig)."""
+    return f"KUBECONFIG={env.kubeconfig} {env.cluster.bin / 'kubectl'} {' '.join(KUBECTL_GET)} -n {namespace}"
+
+
+def show_cluster(env: SandboxEnv, namespace: str, say: Printer, out: TextIO) -> None:
+    """Print :func:`kubectl_command` and its output (what the cluster holds before it stops)."""
+    say("demo", f"what the cluster holds now: {kubectl_command(env, namespace)}")
+    try:
+        text = env.cluster.kubectl(*KUBECTL_GET, "-n", namespace)
+    except Exception as exc:  # the demo's outcome stands without the listing
+        say("demo", f"kubectl failed: {exc}")
+        return
+    for line in text.rstrip().splitlines():
+        print(f"    {line}", file=out, flush=True)
+
+
 def run_demo(options: DemoOptions) -> int:
     """Play the demo; the exit status (see the module docstring)."""
     directory = options.directory.resolve()
@@ -154,21 +177,23 @@ def run_demo(options: DemoOptions) -> int:
     scenario: Scenario | None = None
     code = 1
     try:
-        say("demo", f"starting the sandbox in {directory} (id {env.sandbox_id}): API emulator, Prometheus, "
-            "local runner, gateway, operator")  # fmt: skip
+        say("demo", f"starting the sandbox in {directory} (id {env.sandbox_id}): Kubernetes control plane, node "
+            "agent, Prometheus, gateway, operator (helm install of its chart)")  # fmt: skip
         env.start()
         env.write_state(ready=True, demo=True)
         say("demo", f"API {env.api_url}, Prometheus {env.prometheus_url}, operator log {directory}/logs/operator.log")
-        say("demo", f"kubectl: export KUBECONFIG={env.kubeconfig}")
+        say("demo", f"kubectl: {kubectl_command(env, options.namespace)}")
         scenario = Scenario(env, ScenarioConfig(namespace=options.namespace, timings=timings, rate=options.rate), say)
         scenario.run()
         code = 0 if scenario.ok else 1
+        show_cluster(env, options.namespace, say, options.out)
     except DemoInterrupted as exc:
         say("demo", f"{exc} received: stopping everything")
         code = 130
     except DemoFailed as exc:
         say("demo", f"stopped: {exc}")
         code = 1
+        show_cluster(env, options.namespace, say, options.out)
     except Exception as exc:
         logging.exception("the demo failed")
         say("demo", f"the demo failed: {type(exc).__name__}: {exc}")

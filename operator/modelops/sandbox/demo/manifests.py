@@ -6,7 +6,10 @@ What changes from the example, and why:
   10 m to 1 h, monitoring every 10 s, retraining at most every 30 s instead of 7 d;
 * one replica per version instead of two: two cores run every version's server next to Prometheus and the operator;
 * artifact URIs point at the demo directory, and the gate and retraining Jobs read the data the demo's "data
-  pipeline" writes there (``--data``), and write new versions there (``--out-dir``).
+  pipeline" writes there (``--data``), and write new versions there (``--out-dir``);
+* the model server binds its Pod's own address and port (``--host=$(POD_IP) --port=$(PORT)``): the node agent runs
+  each Pod on a loopback address of its own, sets ``POD_IP`` and ``PORT`` (the container port) and expands
+  ``$(VAR)`` in args as a kubelet does, so the readiness probe, Prometheus and the gateway reach each Pod there.
 
 Metrics, thresholds, owners, gates, approvals, monitoring and retraining policy are the example's, unchanged: the
 demo shows the example's lifecycle, not a demo-only one.
@@ -35,6 +38,9 @@ __all__ = [
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 
 Obj = dict[str, Any]
+
+#: the model server's address: the Pod's own (from the node agent), on the container port
+SERVER_BIND = ("--host=$(POD_IP)", "--port=$(PORT)")
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ def demo_deployment(
     spec = md["spec"]
     spec["model"] = {"name": model_name, "version": version, "uri": uri}
     spec["server"]["replicas"] = replicas
+    spec["server"]["args"] = [*spec["server"].get("args", []), *SERVER_BIND]
     spec["traffic"]["gatewayAPI"]["httpRoute"] = http_route or name
 
     rollout = spec["rollout"]

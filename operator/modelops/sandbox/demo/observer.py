@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
+from modelops.adapters.kube.adapter import COMPONENT
 from modelops.api import ModelDeploymentStatus, ModelRetirementStatus
 from modelops.api.deployment import MetricStatus
 from modelops.sandbox.node import ApiError, Client, Kind
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 MODELDEPLOYMENTS = Kind("modelops.io", "v1alpha1", "modeldeployments")
 MODELRETIREMENTS = Kind("modelops.io", "v1alpha1", "modelretirements")
 EVENTS = Kind("", "v1", "events")
+#: the component the operator reports its Events as
+OPERATOR_COMPONENT = COMPONENT
 #: phases in which a candidate is being rolled out
 ACTIVE = frozenset({"Validating", "Progressing", "Paused"})
 
@@ -346,7 +349,10 @@ class Observer:
             if key in self._events_seen:
                 continue
             self._events_seen.add(key)
-            fresh.append(ev)
+            # The operator's Events are about its own objects; the cluster's controllers report on theirs
+            # (Pods scheduled, ReplicaSets scaled, ...), which is kubectl's to show, not the lifecycle's.
+            if OPERATOR_COMPONENT in ((ev.get("source") or {}).get("component"), ev.get("reportingComponent")):
+                fresh.append(ev)
         fresh.sort(key=lambda ev: str(ev.get("lastTimestamp") or ""))
         t = self.printer.elapsed()
         for ev in fresh:

@@ -25,7 +25,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,8 +76,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
     )
     print(f"listening on {server.url}", flush=True)
+    # SIGTERM (a Pod being deleted) is a graceful stop: the server keeps answering for ``--drain-seconds`` while
+    # the deletion reaches whoever routes to it (endpoints leave out a deleting Pod, a gateway refreshes its table),
+    # so no request routed to it meanwhile fails; then it stops. Ctrl-C stops at once.
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    serving = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    serving.start()
     with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+        while serving.is_alive() and not terminated.wait(0.5):
+            pass
+        if terminated.is_set():
+            threading.Event().wait(args.drain_seconds)
+    server.stop()
     return 0
 
 
@@ -157,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", default=_env("MODEL_NAME"))
     p.add_argument("--model-version", default=_env("MODEL_VERSION"))
     p.add_argument("--drift-window", type=int, default=500, help="recent inputs the drift gauges look at")
+    p.add_argument(
+        "--drain-seconds", type=float, default=2.0, help="how long to keep answering after SIGTERM before stopping"
+    )
     p.set_defaults(func=_cmd_serve, required=("model_uri", "model_name", "model_version"))
 
     p = sub.add_parser("evaluate", help="the gate job: held-out metrics and per-group rates")

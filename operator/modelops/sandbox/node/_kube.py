@@ -1,23 +1,18 @@
-"""The runner's view of the API: plain dicts over a ``kubernetes`` ``ApiClient``, plus a watch that only wakes.
+"""The node agent's view of the API: plain dicts over a ``kubernetes`` ``ApiClient``.
 
-The runner is level-triggered (it lists, compares, acts), so a watch event carries no data it relies on: it only cuts
-the wait before the next list short. Events whose object was already seen at that resourceVersion are ignored,
-because some servers (kmock's emulator) replay every object on each new watch.
+The agent is level-triggered (it lists, compares, acts): its watch carries no data it relies on, it only cuts the
+wait before the next list short.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +115,13 @@ class Client:
         return obj
 
     def patch_status(self, kind: Kind, namespace: str, name: str, status: Obj) -> Obj:
-        """Merge-patch ``status`` through ``/status``; servers without the subresource get it on the object."""
-        body = {"status": status}
-        try:
-            obj: Obj = self.request(
-                "PATCH", kind.path(namespace, name, "status"), body=body, content_type="application/merge-patch+json"
-            )
-        except ApiError as e:
-            if e.status not in (404, 405):
-                raise
-            if self.get(kind, namespace, name) is None:
-                raise
-            return self.patch(kind, namespace, name, body)
+        """Merge-patch ``status`` through the ``/status`` subresource."""
+        obj: Obj = self.request(
+            "PATCH",
+            kind.path(namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
         return obj
 
     def delete(self, kind: Kind, namespace: str, name: str) -> None:
@@ -141,70 +131,3 @@ class Client:
         except ApiError as e:
             if e.status != 404:
                 raise
-
-
-class Watcher:
-    """Watches one kind (in one namespace, or all) and calls ``wake`` on each event that says something new."""
-
-    def __init__(
-        self, client: Client, kind: Kind, namespace: str | None, wake: Callable[[], None], read_timeout: float = 30.0
-    ) -> None:
-        self.client = client
-        self.kind = kind
-        self.namespace = namespace
-        self.wake = wake
-        self.read_timeout = read_timeout
-        self._seen: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._response: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"watch-{kind.plural}-{namespace}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):
-                response.response.shutdown()
-        self._thread.join(2.0)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._response = self.client.request(
-                    "GET",
-                    self.kind.path(self.namespace),
-                    query=[("watch", "true"), ("timeoutSeconds", str(int(self.read_timeout)))],
-                    timeout=(5.0, self.read_timeout + 5.0),
-                    stream=True,
-                )
-                for line in iter_resp_lines(self._response.response):  # type: ignore[no-untyped-call]
-                    if self._stop.is_set():
-                        return
-                    self._event(line)
-            except Exception as e:
-                if self._stop.is_set():
-                    return
-                log.debug("watch %s/%s: %s", self.kind.plural, self.namespace, e)
-                self._stop.wait(1.0)
-            finally:
-                self._response = None
-
-    def _event(self, line: str) -> None:
-        if not line.strip():
-            return
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return
-        meta = (event.get("object") or {}).get("metadata") or {}
-        uid, version = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
-        if event.get("type") == "DELETED":
-            self._seen.pop(uid, None)
-        elif uid and version and self._seen.get(uid) == version:
-            return
-        else:
-            self._seen[uid] = version
-        self.wake()

@@ -3,7 +3,7 @@ a one-shot job (run to completion under a deadline).
 
 Each process is started in its own session (``start_new_session``), so it leads its own process group and stopping
 it kills the whole group (a model server's workers included); :func:`kill_tree` also collects descendants that left
-the group. One thread per process does the waiting and probing, so a slow probe never stalls the runner's loop.
+the group. One thread per process does the waiting and probing, so a slow probe never stalls the agent's loop.
 """
 
 from __future__ import annotations
@@ -40,11 +40,18 @@ class ProcessSpec:
 
 def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
     """Start ``spec`` in a new session (its own process group), output appended to its log file."""
+    return spawn_logged(spec)[0]
+
+
+def spawn_logged(spec: ProcessSpec) -> tuple[subprocess.Popen[bytes], int]:
+    """:func:`spawn`, and the offset in the log file where the process's own output starts (after the line that
+    says what starts)."""
     spec.cwd.mkdir(parents=True, exist_ok=True)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     with spec.log_path.open("ab") as out:
         out.write(f"--- {datetime.now(UTC).isoformat()} starting: {' '.join(spec.argv)}\n".encode())
         out.flush()
+        offset = out.tell()
         return subprocess.Popen(
             list(spec.argv),
             env=dict(spec.env),
@@ -53,13 +60,14 @@ def spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        )
+        ), offset
 
 
 def kill_tree(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM the process group (and any descendant that left it), SIGKILL what is left after ``grace`` seconds."""
+    # Once the leader is reaped its pid may be another process's: only a live leader's children are looked up.
     try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
+        descendants = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
     except psutil.Error:
         descendants = []
     _signal_group(process.pid, signal.SIGTERM)
@@ -121,7 +129,7 @@ class ServerProcess:
     """One replica of a Deployment: kept running (restarted with backoff when it exits) and probed for readiness.
 
     ``on_change`` is called (from the supervising thread) whenever readiness, pid or restart count changes, so the
-    runner can write status without polling every process.
+    node agent can write status without polling every process.
     """
 
     def __init__(
@@ -148,7 +156,10 @@ class ServerProcess:
         self.backoff = backoff or Backoff()
         self.grace = grace
         self.started_at = datetime.now(UTC)
+        #: how many times the process was started again (as the kubelet's ``restartCount``: counted at the restart)
         self.restarts = 0
+        #: how the previous run ended (exit code, started, finished): the container's ``lastState``
+        self.last_exit: tuple[int, datetime, datetime] | None = None
         self._ready = False
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -192,6 +203,7 @@ class ServerProcess:
         failures = 0
         next_start = 0.0
         started = 0.0
+        runs = 0
         while not self._stopping.is_set():
             process = self._process
             now = time.monotonic()
@@ -209,6 +221,9 @@ class ServerProcess:
                         next_start = now + self.backoff.next(0.0)
                         continue
                 started = now
+                self.started_at = datetime.now(UTC)
+                self.restarts = runs
+                runs += 1
                 failures = 0
                 self.on_change()
                 continue
@@ -220,7 +235,7 @@ class ServerProcess:
                     self._process = None
                 delay = self.backoff.next(now - started)
                 log.warning("%s exited with %s; restarting in %.1fs", list(self.spec.argv), code, delay)
-                self.restarts += 1
+                self.last_exit = (code if code >= 0 else 128 - code, self.started_at, datetime.now(UTC))
                 next_start = now + delay
                 self._set_ready(False)
                 self.on_change()
@@ -257,6 +272,8 @@ class JobProcess:
         self.grace = grace
         self.started_at = datetime.now(UTC)
         self.outcome: Outcome | None = None
+        #: where this run's output starts in the log file
+        self.output_offset = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -270,7 +287,7 @@ class JobProcess:
     def start(self) -> None:
         """Spawn now (so a bad argv fails here, not in a thread) and start waiting for the exit."""
         self.started_at = datetime.now(UTC)
-        self._process = spawn(self.spec)
+        self._process, self.output_offset = spawn_logged(self.spec)
         self._thread.start()
 
     def stop(self) -> None:

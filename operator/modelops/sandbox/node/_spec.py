@@ -1,19 +1,15 @@
-"""Pure translation of Kubernetes objects into local processes, and of process states back into object status.
+"""Pure translation of a Pod's container into a local process, and of the process's state back into Pod status.
 
-Kept free of threads, clocks and HTTP so the rules (how a container becomes an argv, when a Deployment counts as
-Available, what a finished Job's status looks like) are unit-testable with plain dicts. Time is a parameter.
+Kept free of threads, clocks and HTTP so the node agent's rules (how a container becomes an argv and an environment,
+what a finished container's termination message and state look like, which Pod conditions hold) are unit-testable
+with plain dicts. Time is a parameter.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath, PurePosixPath
 from typing import Any
@@ -25,10 +21,6 @@ MAX_TERMINATION_MESSAGE = 4096
 #: What ``FallbackToLogsOnError`` copies from the log: the last lines, at most this many bytes (as the kubelet).
 LOG_FALLBACK_LINES = 80
 LOG_FALLBACK_BYTES = 2048
-DEFAULT_READINESS_PATH = "/healthz"
-DEFAULT_METRICS_PATH = "/metrics"
-#: Pod-template annotation that names the metrics path (the usual Prometheus scrape convention).
-METRICS_PATH_ANNOTATION = "prometheus.io/path"
 
 _PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -36,16 +28,7 @@ _FIELD_LABEL = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 
 class UnrunnableError(ValueError):
-    """The pod template cannot become a local process (no command: the runner cannot run an image)."""
-
-
-def first_container(template: Mapping[str, Any]) -> Obj:
-    """The first container of a pod template (``spec.template`` of a Deployment or Job)."""
-    containers = ((template.get("spec") or {}).get("containers")) or []
-    if not containers:
-        raise UnrunnableError("the pod template has no containers")
-    container: Obj = containers[0]
-    return container
+    """The pod template cannot become a local process (no command: the node agent runs commands, not images)."""
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -80,7 +63,7 @@ def local_argv(container: Mapping[str, Any], env: Mapping[str, str], python: str
     args = [str(a) for a in container.get("args") or []]
     if not command:
         raise UnrunnableError(
-            f"container {container.get('name', '?')!r} has no command: the local runner runs commands, not images"
+            f"container {container.get('name', '?')!r} has no command: the node agent runs commands, not images"
         )
     argv = [expand(part, env) for part in command + args]
     if _PYTHON.match(PurePosixPath(argv[0]).name):
@@ -120,50 +103,9 @@ def container_env(container: Mapping[str, Any], pod: Mapping[str, Any], ip: str 
 
 
 def termination_env(path: PurePath) -> dict[str, str]:
-    """Where a job writes its result: the runner's stand-in for ``/dev/termination-log``, under both names in use
+    """Where a job writes its result: the node agent's stand-in for ``/dev/termination-log``, under both names in use
     (``MODELOPS_TERMINATION_LOG`` is what ``python -m modelops.sandbox.models evaluate|retrain`` reads)."""
     return {"TERMINATION_LOG": str(path), "MODELOPS_TERMINATION_LOG": str(path)}
-
-
-def readiness_path(container: Mapping[str, Any]) -> str:
-    """The path of the container's ``readinessProbe.httpGet`` (any port: the runner knows the real one)."""
-    probe = container.get("readinessProbe") or {}
-    path = (probe.get("httpGet") or {}).get("path")
-    return str(path) if path else DEFAULT_READINESS_PATH
-
-
-def metrics_path(template: Mapping[str, Any]) -> str:
-    annotations = (template.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(METRICS_PATH_ANNOTATION) or DEFAULT_METRICS_PATH)
-
-
-def template_hash(template: Mapping[str, Any]) -> str:
-    """A stable digest of a pod template: a new digest means the pods must be replaced (``pod-template-hash``)."""
-    text = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def labels_match(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
-    """A Service selector matches when every pair is in the labels; an empty selector selects nothing (Kubernetes
-    creates no endpoints for a Service without selector)."""
-    if not selector:
-        return False
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
-def max_unavailable(deployment: Mapping[str, Any], desired: int) -> int:
-    """``spec.strategy.rollingUpdate.maxUnavailable`` as a count (default 25%, percentages round down).
-
-    >>> max_unavailable({}, 4), max_unavailable({}, 3)
-    (1, 0)
-    >>> max_unavailable({"spec": {"strategy": {"rollingUpdate": {"maxUnavailable": "50%"}}}}, 3)
-    1
-    """
-    strategy = (deployment.get("spec") or {}).get("strategy") or {}
-    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
-    if isinstance(value, str) and value.endswith("%"):
-        return math.floor(desired * int(value[:-1]) / 100)
-    return int(value)
 
 
 def rfc3339(now: datetime) -> str:
@@ -171,99 +113,16 @@ def rfc3339(now: datetime) -> str:
 
 
 def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    type_: str,
-    status: bool,
-    reason: str,
-    message: str,
-    now: datetime,
-    *,
-    update_time: bool = False,
+    conditions: Sequence[Mapping[str, Any]], type_: str, status: bool, reason: str, message: str, now: datetime
 ) -> list[Obj]:
-    """Conditions with ``type_`` set; ``lastTransitionTime`` kept unless the status flips.
-
-    ``update_time`` adds ``lastUpdateTime`` (Deployments carry it; it changes with the reason or message).
-    """
-    stamp = rfc3339(now)
+    """Conditions with ``type_`` set; ``lastTransitionTime`` kept unless the status flips."""
     old = next((dict(c) for c in conditions if c.get("type") == type_), None)
     value = "True" if status else "False"
     new: Obj = {"type": type_, "status": value, "reason": reason, "message": message}
-    new["lastTransitionTime"] = old["lastTransitionTime"] if old and old.get("status") == value else stamp
-    if update_time:
-        same = old is not None and (old.get("status"), old.get("reason"), old.get("message")) == (
-            value,
-            reason,
-            message,
-        )
-        new["lastUpdateTime"] = old.get("lastUpdateTime", stamp) if same and old else stamp
+    new["lastTransitionTime"] = old["lastTransitionTime"] if old and old.get("status") == value else rfc3339(now)
     out = [dict(c) for c in conditions if c.get("type") != type_]
     out.append(new)
     return out
-
-
-@dataclass(frozen=True)
-class ReplicaView:
-    """What the status of a Deployment needs to know about one local replica."""
-
-    updated: bool
-    ready: bool
-
-
-def deployment_status(deployment: Mapping[str, Any], replicas: Sequence[ReplicaView], now: datetime) -> Obj:
-    """The ``status`` of a Deployment whose pods are ``replicas`` (the local processes, old and new template).
-
-    ``Available`` follows ``maxUnavailable`` (as the Deployment controller's ``MinimumReplicasAvailable``);
-    ``Progressing`` says whether the newest template is fully rolled out and ready.
-
-    >>> from datetime import UTC
-    >>> d = {"metadata": {"generation": 3}, "spec": {"replicas": 2}}
-    >>> s = deployment_status(d, [ReplicaView(True, True), ReplicaView(True, False)], datetime(2026, 1, 1, tzinfo=UTC))
-    >>> s["observedGeneration"], s["replicas"], s["updatedReplicas"], s["readyReplicas"], s["unavailableReplicas"]
-    (3, 2, 2, 1, 1)
-    >>> [(c["type"], c["status"], c["reason"]) for c in s["conditions"]]
-    [('Available', 'False', 'MinimumReplicasUnavailable'), ('Progressing', 'True', 'ReplicaSetUpdated')]
-    """
-    spec = deployment.get("spec") or {}
-    desired = int(spec.get("replicas", 1))
-    old_status = deployment.get("status") or {}
-    total = len(replicas)
-    updated = sum(1 for r in replicas if r.updated)
-    ready = sum(1 for r in replicas if r.ready)
-    updated_ready = sum(1 for r in replicas if r.ready and r.updated)
-    available_ok = ready >= desired - max_unavailable(deployment, desired)
-    conditions: list[Obj] = list(old_status.get("conditions") or [])
-    conditions = set_condition(
-        conditions,
-        "Available",
-        available_ok,
-        "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
-        "Deployment has minimum availability." if available_ok else "Deployment does not have minimum availability.",
-        now,
-        update_time=True,
-    )
-    complete = updated == desired and updated_ready == desired and total == desired
-    name = (deployment.get("metadata") or {}).get("name", "")
-    conditions = set_condition(
-        conditions,
-        "Progressing",
-        True,
-        "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-        f'Local processes of "{name}" ' + ("have successfully progressed." if complete else "are progressing."),
-        now,
-        update_time=True,
-    )
-    order = {"Available": 0, "Progressing": 1}
-    conditions.sort(key=lambda c: order.get(str(c.get("type")), 2))
-    status: Obj = {
-        "observedGeneration": int((deployment.get("metadata") or {}).get("generation", 1)),
-        "replicas": total,
-        "updatedReplicas": updated,
-        "readyReplicas": ready,
-        "availableReplicas": ready,
-        "unavailableReplicas": max(desired - ready, 0),
-        "conditions": conditions,
-    }
-    return status
 
 
 def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
@@ -274,29 +133,12 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
             return None
         out = dict(status)
         out["conditions"] = [
-            {k: v for k, v in c.items() if k not in ("lastTransitionTime", "lastUpdateTime", "lastProbeTime")}
+            {k: v for k, v in c.items() if k not in ("lastTransitionTime", "lastProbeTime")}
             for c in status.get("conditions") or []
         ]
         return out
 
     return bool(strip(old) != strip(new))
-
-
-def job_finished(job: Mapping[str, Any]) -> bool:
-    """A Job with a true ``Complete`` or ``Failed`` condition is done: the runner never runs it again."""
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            return True
-    return False
-
-
-def backoff_limit(job: Mapping[str, Any]) -> int:
-    return int((job.get("spec") or {}).get("backoffLimit", 6))
-
-
-def active_deadline(job: Mapping[str, Any]) -> float | None:
-    value = (job.get("spec") or {}).get("activeDeadlineSeconds")
-    return float(value) if value is not None else None
 
 
 def termination_message(message_file: bytes, log_tail: bytes, exit_code: int, policy: str | None = "File") -> str:
@@ -325,84 +167,6 @@ def terminated_state(exit_code: int, message: str, started: datetime, finished: 
         "startedAt": rfc3339(started),
         "finishedAt": rfc3339(finished),
     }
-
-
-def pod_body(
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
-    owner: Mapping[str, Any],
-    container_name: str,
-    annotations: Mapping[str, str] | None = None,
-) -> Obj:
-    """A Pod object that stands for a local process (for ``kubectl get pods`` and for readers of Job pods)."""
-    meta = owner.get("metadata") or {}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "annotations": {"modelops.io/local-process": "true", **(annotations or {})},
-            "ownerReferences": [
-                {
-                    "apiVersion": owner.get("apiVersion", ""),
-                    "kind": owner.get("kind", ""),
-                    "name": meta.get("name", ""),
-                    "uid": meta.get("uid", ""),
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": {"nodeName": "localhost", "containers": [{"name": container_name, "image": "local"}]},
-    }
-
-
-def pod_status(
-    container_name: str,
-    *,
-    ready: bool,
-    started: datetime,
-    now: datetime,
-    previous: Mapping[str, Any] | None = None,
-    terminated: Mapping[str, Any] | None = None,
-    restarts: int = 0,
-) -> Obj:
-    """A Pod status for a local process: running (ready or not) or terminated."""
-    conditions = list((previous or {}).get("conditions") or [])
-    conditions = set_condition(conditions, "Ready", ready, "" if ready else "ContainersNotReady", "", now)
-    if terminated is not None:
-        phase = "Succeeded" if terminated.get("exitCode") == 0 else "Failed"
-        state: Obj = {"terminated": dict(terminated)}
-    else:
-        phase = "Running"
-        state = {"running": {"startedAt": rfc3339(started)}}
-    return {
-        "phase": phase,
-        "hostIP": "127.0.0.1",
-        "podIP": "127.0.0.1",
-        "podIPs": [{"ip": "127.0.0.1"}],
-        "startTime": rfc3339(started),
-        "conditions": conditions,
-        "containerStatuses": [
-            {
-                "name": container_name,
-                "image": "local",
-                "imageID": "",
-                "ready": ready,
-                "started": terminated is None,
-                "restartCount": restarts,
-                "state": state,
-            }
-        ],
-    }
-
-
-def default_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment every local process starts from: this process's (PATH, the virtualenv, the sandbox marker)."""
-    return dict(os.environ if base is None else base)
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -9,13 +9,19 @@ controllers' work; the agent only does what a kubelet does:
   ``Unrunnable``). Each Pod gets a loopback address of its own (``127.0.x.y``, ``status.podIP``), given to the
   process as ``POD_IP`` (and through ``fieldRef: status.podIP``), with ``PORT`` set to its first ``containerPort``:
   two Pods listen on the same port without clashing, as on a cluster network.
-- **Restart.** ``restartPolicy: Always`` processes are restarted with crash-loop backoff (``restartCount``);
-  ``Never`` ones run once, and the Pod ends ``Succeeded`` or ``Failed`` with the container's exit code and its
-  termination message (the file named by ``TERMINATION_LOG``, capped at 4096 bytes as the kubelet does).
+- **Restart.** ``restartPolicy: Always`` processes are restarted with crash-loop backoff (``restartCount``, counted
+  at each restart, and ``lastState``); other ones run once (``OnFailure`` is not restarted in place), and the Pod
+  ends ``Succeeded`` or ``Failed`` with the container's exit code and its termination message (the file named by
+  ``TERMINATION_LOG``, capped at 4096 bytes, or with ``FallbackToLogsOnError`` the end of the container's output,
+  as the kubelet does); ``activeDeadlineSeconds`` fails it with reason ``DeadlineExceeded``. A run-once container
+  that was running under an agent that stopped is not run twice: its Pod fails (``ContainerStatusUnknown``).
 - **Readiness.** The container's ``readinessProbe.httpGet`` against the Pod's address; without a probe a running
   container is ready. Status is written through ``pods/status`` only when it changes.
 - **Deletion.** A Pod with a ``deletionTimestamp`` is stopped (SIGTERM, SIGKILL after its grace period, at most
-  ``max_grace`` seconds) and then deleted with grace period 0, as the kubelet finishes a deletion.
+  ``max_grace`` seconds); it stays ``Terminating`` until nothing of it runs, and is then deleted with grace period 0,
+  as the kubelet finishes a deletion.
+- **Stop.** :meth:`NodeAgent.stop` stops every process and leaves the Pods in the API; an agent started again for
+  the same Node takes them over.
 
 It authenticates as ``system:node:<name>`` (group ``system:nodes``): the API server's Node authorizer and the
 NodeRestriction admission plugin limit it to its own Node, its Lease and the Pods bound to it.
@@ -23,13 +29,14 @@ NodeRestriction admission plugin limit it to its own Node, its Lease and the Pod
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +111,7 @@ class NodeAgent:
         probe_period: float = 0.25,
         max_grace: float = 10.0,
         lease_seconds: int = 40,
+        taints: Sequence[Mapping[str, str]] = (),
     ) -> None:
         self.client = Client(api_client)
         self.workdir = Path(workdir)
@@ -116,6 +124,8 @@ class NodeAgent:
         self.probe_period = probe_period
         self.max_grace = max_grace
         self.lease_seconds = lease_seconds
+        #: ``spec.taints`` the Node registers with (as ``kubelet --register-with-taints``; never changed later)
+        self.taints = [dict(t) for t in taints]
         self._pods: dict[Key, PodProcess] = {}
         self._used_ips: set[str] = set()
         self._next_ip = 1 << 8  # 127.0.1.0 + 1
@@ -123,6 +133,12 @@ class NodeAgent:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stoppers: list[threading.Thread] = []
+        #: Pods being stopped (their deletion is finished once nothing of them runs), by key and uid
+        self._terminating: set[tuple[Key, str]] = set()
+        #: Pods whose deletion the agent finished (grace period 0) but which a finalizer still holds
+        self._deleted: dict[Key, str] = {}
+        self._watch_response: Any = None
+        self._ready_since: str | None = None
         self._thread = threading.Thread(target=self._loop, name=f"node-{name}", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name=f"node-{name}-watch", daemon=True)
         self._heartbeat_at = 0.0
@@ -150,6 +166,10 @@ class NodeAgent:
         """Stop the loop and every process (Pods stay in the API: a restarted agent runs them again)."""
         self._stopping.set()
         self._wake.set()
+        response = self._watch_response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
         if self._thread.is_alive():
             self._thread.join(30.0)
         with self._lock:
@@ -190,6 +210,8 @@ class NodeAgent:
                            "kubernetes.io/arch": "amd64", "modelops.io/node-agent": "process"},
             },
         }  # fmt: skip
+        if self.taints:
+            node["spec"] = {"taints": self.taints}
         try:
             self.client.create(NODES, None, node)  # type: ignore[arg-type]
         except ApiError as e:
@@ -203,12 +225,13 @@ class NodeAgent:
         if not force and now - self._heartbeat_at < 20.0:
             return
         stamp = spec.rfc3339(datetime.now(UTC))
+        since = self._ready_since = self._ready_since or stamp  # the conditions hold since the agent started
         ready = {"type": "Ready", "status": "True", "reason": "KubeletReady",
                  "message": "the modelops node agent is posting ready status",
-                 "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}  # fmt: skip
+                 "lastHeartbeatTime": stamp, "lastTransitionTime": since}  # fmt: skip
         pressure = [
             {"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": "", "lastHeartbeatTime": stamp,
-             "lastTransitionTime": stamp}
+             "lastTransitionTime": since}
             for t, r in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"),
                          ("PIDPressure", "SufficientPID"))
         ]  # fmt: skip
@@ -267,7 +290,8 @@ class NodeAgent:
         while not self._stopping.is_set():
             try:
                 response = self.client.request("GET", PODS.path(None), query=query, timeout=(5.0, 40.0), stream=True)
-                for chunk in response.stream(1024, decode_content=True):
+                self._watch_response = response
+                for chunk in response.response.stream(1024, decode_content=True):
                     if self._stopping.is_set():
                         return
                     if chunk:
@@ -295,20 +319,25 @@ class NodeAgent:
         for pod in pods:
             meta = pod["metadata"]
             key = (str(meta["namespace"]), str(meta["name"]))
+            uid = str(meta.get("uid", ""))
             seen.add(key)
             local = self._pods.get(key)
-            if local is not None and local.uid != meta.get("uid"):
+            if local is not None and local.uid != uid:
                 self._release(local, delete=False)
                 local = None
             if meta.get("deletionTimestamp"):
-                if local is None:
-                    self._finish_deletion(pod)
-                elif not local.stopping:
+                if local is not None:
                     self._release(local, delete=True, grace=_grace(pod, self.max_grace))
+                elif (key, uid) not in self._terminating and self._deleted.get(key) != uid:
+                    # not (or no longer) running here: nothing to wait for
+                    self._delete_now(key[0], key[1], uid)
                 continue
             phase = (pod.get("status") or {}).get("phase")
             if local is None:
                 if phase in ("Succeeded", "Failed"):
+                    continue
+                if _ran_once(pod):
+                    self._fail_lost(pod)
                     continue
                 local = self._run(pod)
                 if local is None:
@@ -316,6 +345,8 @@ class NodeAgent:
             self._write_status(local, pod)
         for key in set(self._pods) - seen:  # deleted at once (grace period 0) by someone else
             self._release(self._pods[key], delete=False)
+        for key in set(self._deleted) - seen:
+            del self._deleted[key]
 
     # ------------------------------------------------------------------------------------------- running
 
@@ -386,14 +417,24 @@ class NodeAgent:
         return local
 
     def _release(self, local: PodProcess, *, delete: bool, grace: float = 0.0) -> None:
-        """Stop a Pod's processes in the background; then (``delete``) finish its deletion in the API."""
+        """Stop a Pod's processes in the background; then (``delete``) finish its deletion in the API.
+
+        Until its processes are gone the Pod stays in the API (``Terminating``), as a kubelet keeps it for its
+        grace period: its deletion is finished only once nothing of it runs."""
         local.stopping = True
-        self._pods.pop((local.namespace, local.name), None)
+        key = (local.namespace, local.name)
+        self._pods.pop(key, None)
+        if delete:
+            self._terminating.add((key, local.uid))
 
         def stop() -> None:
-            self._kill(local, grace)
-            if delete:
-                self._delete_now(local.namespace, local.name, local.uid)
+            try:
+                self._kill(local, grace)
+                if delete:
+                    self._delete_now(local.namespace, local.name, local.uid)
+            finally:
+                with self._lock:
+                    self._terminating.discard((key, local.uid))
 
         thread = threading.Thread(target=stop, name=f"stop-{local.name}", daemon=True)
         self._stoppers = [t for t in self._stoppers if t.is_alive()] + [thread]
@@ -410,19 +451,44 @@ class NodeAgent:
             self._used_ips.discard(local.ip)
         log.info("Pod %s/%s: stopped", local.namespace, local.name)
 
-    def _finish_deletion(self, pod: Obj) -> None:
-        meta = pod["metadata"]
-        self._delete_now(str(meta["namespace"]), str(meta["name"]), str(meta.get("uid", "")))
-
     def _delete_now(self, namespace: str, name: str, uid: str) -> None:
+        """Finish a Pod's deletion (grace period 0); a finalizer (the Job controller's) may hold it a while longer,
+        so it is asked once per Pod."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         try:
             self.client.request("DELETE", PODS.path(namespace, name), body=body)
         except ApiError as e:
             if e.status not in (404, 409):
                 log.warning("cannot delete Pod %s/%s: %s", namespace, name, e)
+                return
+        with self._lock:
+            self._deleted[(namespace, name)] = uid
 
     # ------------------------------------------------------------------------------------------- status
+
+    def _fail_lost(self, pod: Obj) -> None:
+        """A run-once Pod whose container was running under an agent that stopped: its process ended with that
+        agent, and running it again would run it twice, so it fails (as a kubelet reports a container it lost)."""
+        meta, old = pod["metadata"], pod.get("status") or {}
+        now = datetime.now(UTC)
+        containers = (pod.get("spec") or {}).get("containers") or [{}]
+        started = spec.parse_time(old.get("startTime")) or now
+        message = "the node agent stopped while the container ran: a container does not outlive its agent"
+        terminated = {"terminated": spec.terminated_state(137, message, started, now, "ContainerStatusUnknown")}
+        status = {"phase": "Failed", **spec.pod_conditions(old, ready=False, now=now),
+                  "containerStatuses": [spec.container_status(str(containers[0].get("name", "main")), False, 0,
+                                                              terminated)]}  # fmt: skip
+        log.warning("Pod %s/%s: its container ran under a stopped agent; failed", meta["namespace"], meta["name"])
+        try:
+            self.client.request(
+                "PATCH",
+                PODS.path(str(meta["namespace"]), str(meta["name"]), "status"),
+                body={"status": status},
+                content_type="application/strategic-merge-patch+json",
+            )
+        except ApiError as e:
+            if e.status != 404:
+                raise
 
     def _write_status(self, local: PodProcess, pod: Obj) -> None:
         status = self._status(local, pod)
@@ -430,8 +496,11 @@ class NodeAgent:
         if not spec.status_changed(_comparable(previous), status):
             return
         try:
-            # strategic merge: conditions and containerStatuses merge by type and name (PodScheduled stays)
-            self.client.request("PATCH", PODS.path(local.namespace, local.name, "status"), body={"status": status},
+            # strategic merge: conditions merge by type (PodScheduled stays), so a reason or message the new
+            # condition has not is removed explicitly; containerStatuses are replaced whole
+            body = {"status": {**status, "conditions": [{"reason": None, "message": None, **c}
+                                                        for c in status.get("conditions") or []]}}  # fmt: skip
+            self.client.request("PATCH", PODS.path(local.namespace, local.name, "status"), body=body,
                                 content_type="application/strategic-merge-patch+json")  # fmt: skip
         except ApiError as e:
             if e.status == 404:
@@ -454,9 +523,12 @@ class NodeAgent:
             ready = local.server.ready and local.server.pid is not None
             running = {"running": {"startedAt": spec.rfc3339(local.server.started_at)}}
             state = running if local.server.pid is not None else {"waiting": {"reason": "CrashLoopBackOff"}}
+            container = spec.container_status(local.container, ready, local.server.restarts, state)
+            if local.server.last_exit is not None:
+                code, began, ended = local.server.last_exit
+                container["lastState"] = {"terminated": spec.terminated_state(code, "", began, ended)}
             return {**base, "phase": "Running", **spec.pod_conditions(old, ready=ready, now=now),
-                    "containerStatuses": [spec.container_status(local.container, ready, local.server.restarts,
-                                                                state)]}  # fmt: skip
+                    "containerStatuses": [container]}  # fmt: skip
         job = local.job
         assert job is not None
         if job.outcome is None:
@@ -466,7 +538,7 @@ class NodeAgent:
         outcome = job.outcome
         code = outcome.exit_code if outcome.exit_code >= 0 else 128 - outcome.exit_code
         message = spec.termination_message(
-            _read(local.termination_file), _read_tail(job.spec.log_path), code, local.policy
+            _read(local.termination_file), _read_tail(job.spec.log_path, job.output_offset), code, local.policy
         )
         terminated = {"terminated": spec.terminated_state(code, message, outcome.started, outcome.finished,
                                                           outcome.reason)}  # fmt: skip
@@ -488,6 +560,15 @@ def _readiness(container: Mapping[str, Any], ports: list[int]) -> tuple[int, str
         named = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
         port = named.get(port)
     return int(port or (ports[0] if ports else 0)), str(http.get("path") or "/")
+
+
+def _ran_once(pod: Mapping[str, Any]) -> bool:
+    """A Pod that runs its container once (``restartPolicy`` other than ``Always``) and whose container already
+    started (under an agent that has stopped since)."""
+    if ((pod.get("spec") or {}).get("restartPolicy") or "Always") == "Always":
+        return False
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return any("running" in (c.get("state") or {}) or "terminated" in (c.get("state") or {}) for c in statuses)
 
 
 def _grace(pod: Mapping[str, Any], cap: float) -> float:
@@ -514,11 +595,13 @@ def _read(path: Path | None) -> bytes:
         return b""
 
 
-def _read_tail(path: Path, size: int = 16384) -> bytes:
+def _read_tail(path: Path, start: int = 0, size: int = 16384) -> bytes:
+    """The last ``size`` bytes of a log from offset ``start`` on (the container's own output: the agent's line
+    before it left out)."""
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
-            f.seek(max(f.tell() - size, 0))
+            f.seek(max(f.tell() - size, start))
             return f.read()
     except OSError:
         return b""

@@ -1,4 +1,5 @@
-"""The pure rules of the runner: containers to argv/env, process states to Deployment status, termination messages."""
+"""The pure rules of the node agent: a container to argv and environment, Pod conditions and container states, the
+termination message."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modelops.sandbox.runner import _process, _spec
-from modelops.sandbox.runner._spec import ReplicaView, deployment_status, set_condition
+from modelops.sandbox.node import _process, _spec
+from modelops.sandbox.node._spec import set_condition
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -52,33 +53,9 @@ def test_container_env_resolves_values_and_pod_fields() -> None:
     }
     pod = {"metadata": {"name": "p-1", "namespace": "ml", "labels": {"modelops.io/version": "v2"}}}
 
-    env = _spec.container_env(container, pod)
+    env = _spec.container_env(container, pod, ip="127.0.1.7")
 
-    assert env == {"A": "1", "B": "1-2", "POD": "p-1", "IP": "127.0.0.1", "VERSION": "v2"}
-
-
-# desired, (updated, ready) per replica -> readyReplicas, Available, Progressing reason
-STATUS_TABLE = [
-    (1, [(True, True)], 1, "True", "NewReplicaSetAvailable"),
-    (1, [(True, False)], 0, "False", "ReplicaSetUpdated"),
-    (4, [(True, True)] * 3 + [(True, False)], 3, "True", "ReplicaSetUpdated"),  # 25% may be unavailable
-    (4, [(True, True)] * 2 + [(True, False)] * 2, 2, "False", "ReplicaSetUpdated"),
-    (2, [(False, True), (False, True), (True, True), (True, False)], 3, "True", "ReplicaSetUpdated"),  # rolling
-    (0, [], 0, "True", "NewReplicaSetAvailable"),
-]
-
-
-@pytest.mark.parametrize(("desired", "replicas", "ready", "available", "progressing"), STATUS_TABLE)
-def test_deployment_status(
-    desired: int, replicas: list[tuple[bool, bool]], ready: int, available: str, progressing: str
-) -> None:
-    obj = {"metadata": {"name": "d", "generation": 4}, "spec": {"replicas": desired}}
-
-    status = deployment_status(obj, [ReplicaView(u, r) for u, r in replicas], NOW)
-
-    conditions = {c["type"]: c for c in status["conditions"]}
-    assert (status["observedGeneration"], status["replicas"], status["readyReplicas"]) == (4, len(replicas), ready)
-    assert (conditions["Available"]["status"], conditions["Progressing"]["reason"]) == (available, progressing)
+    assert env == {"A": "1", "B": "1-2", "POD": "p-1", "IP": "127.0.1.7", "VERSION": "v2"}
 
 
 def test_a_condition_keeps_its_transition_time_until_its_status_flips() -> None:
@@ -90,15 +67,26 @@ def test_a_condition_keeps_its_transition_time_until_its_status_flips() -> None:
     assert flipped[0]["lastTransitionTime"] == "2026-11-28T12:02:00Z"
 
 
-def test_only_real_status_changes_are_written() -> None:
-    obj = {"metadata": {"name": "d", "generation": 1}, "spec": {"replicas": 1}}
-    first = deployment_status(obj, [ReplicaView(True, True)], NOW)
-    later = deployment_status({**obj, "status": first}, [ReplicaView(True, True)], NOW + timedelta(seconds=5))
-    worse = deployment_status({**obj, "status": first}, [ReplicaView(True, False)], NOW + timedelta(seconds=5))
+def test_pod_conditions_keep_their_transition_times_and_follow_readiness() -> None:
+    ready = _spec.pod_conditions({}, ready=True, now=NOW)
+    later = _spec.pod_conditions(ready, ready=True, now=NOW + timedelta(seconds=30))
+    down = _spec.pod_conditions(later, ready=False, now=NOW + timedelta(seconds=60))
 
-    assert not _spec.status_changed(first, later)
-    assert _spec.status_changed(first, worse)
-    assert _spec.status_changed(None, first)
+    by_type = {c["type"]: c for c in down["conditions"]}
+    assert later == ready
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "ContainersNotReady")
+    assert by_type["Ready"]["lastTransitionTime"] == "2026-11-28T12:01:00Z"
+    assert by_type["Initialized"]["lastTransitionTime"] == "2026-11-28T12:00:00Z"
+
+
+def test_only_real_status_changes_are_written() -> None:
+    running = {"phase": "Running", **_spec.pod_conditions({}, ready=True, now=NOW)}
+    later = {"phase": "Running", **_spec.pod_conditions({}, ready=True, now=NOW + timedelta(seconds=5))}
+    worse = {"phase": "Running", **_spec.pod_conditions(running, ready=False, now=NOW + timedelta(seconds=5))}
+
+    assert not _spec.status_changed(running, later)
+    assert _spec.status_changed(running, worse)
+    assert _spec.status_changed(None, running)
 
 
 def test_termination_message_falls_back_to_the_log_only_when_asked_and_failed() -> None:
@@ -109,3 +97,12 @@ def test_termination_message_falls_back_to_the_log_only_when_asked_and_failed() 
     fallback = _spec.termination_message(b"", log, 1, "FallbackToLogsOnError")
     assert fallback.endswith("line 199\n")
     assert fallback.count("\n") == 80
+    long_lines = b"".join(b"y" * 100 + b"\n" for _ in range(80))
+    assert len(_spec.termination_message(b"", long_lines, 1, "FallbackToLogsOnError")) == 2048
+    assert _spec.termination_message(b"from the file", log, 1, "FallbackToLogsOnError") == "from the file"
+
+
+def test_a_terminated_state_says_completed_or_error_unless_told() -> None:
+    assert _spec.terminated_state(0, "", NOW, NOW)["reason"] == "Completed"
+    assert _spec.terminated_state(2, "", NOW, NOW)["reason"] == "Error"
+    assert _spec.terminated_state(143, "", NOW, NOW, "DeadlineExceeded")["reason"] == "DeadlineExceeded"

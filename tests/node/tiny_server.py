@@ -1,7 +1,8 @@
-"""A tiny HTTP server standing in for a model server in the runner's tests (starts in ~50 ms, unlike sklearn).
+"""A tiny HTTP server standing in for a model server in the node agent's tests (starts in ~50 ms, unlike sklearn).
 
-Listens on 127.0.0.1:$PORT. ``GET /healthz``: 200, or 503 while the file named by ``NOT_READY_FILE`` exists.
-``GET /metrics``: one counter in the Prometheus text format. ``POST /predict``: ``{"version": $VERSION, "pid": ...}``.
+Listens on ``$POD_IP:$PORT`` (the Pod's own loopback address and its first containerPort, from the node agent).
+``GET /healthz``: 200, or 503 while the file named by ``NOT_READY_FILE`` exists. ``GET /metrics``: one counter in the
+Prometheus text format. ``POST /predict``: ``{"version": $VERSION, "pid": ...}``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server = ThreadingHTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
