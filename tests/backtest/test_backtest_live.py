@@ -1,13 +1,14 @@
 """The key check: replayed over the readings the operator took during a real run, the backtest decides what the
 operator decided.
 
-Two rollouts run for real at the same time (the operator against the API emulator and a real Prometheus): one
-healthy (promoted), one whose error rate jumps during its second step (rolled back). Every reading the operator
-took is recorded where it enters the operator — its metrics provider — together with the ``now`` of the reconcile
-that took it (that is the analysis's time). The operator's decisions are read back from what it published: its
-Events and the final status. The backtest replays the recorded readings with the same policy, and must give the
-same step advances, the same outcome at the same check, and the same check counts. A second replay reads the same
-window back from Prometheus itself (``modelops backtest --prometheus``) and must reach the same outcome.
+Two rollouts run for real at the same time (the operator on the local cluster, as the chart's ServiceAccount, and a
+real Prometheus): one healthy (promoted), one whose error rate jumps during its second step (rolled back). Every
+reading the operator took is recorded where it enters the operator — its metrics provider — together with the
+``now`` of the reconcile that took it (that is the analysis's time). The operator's decisions are read back from
+what it published: its Events and the final status. The backtest replays the recorded readings with the same policy,
+and must give the same step advances, the same outcome at the same check, and the same check counts. A second replay
+reads the same window back from Prometheus itself (``modelops backtest --prometheus``) and must reach the same
+outcome.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from integration.conftest import eventually
+from integration.live import Cluster, eventually, forbidden, running_operator
 from integration.test_operator import Given, model_deployment, route
 from modelops.adapters.kube import EVENTS, MODELDEPLOYMENTS
 from modelops.adapters.prometheus import MetricsProvider
@@ -34,7 +35,7 @@ from modelops.cli.backtest_data import dump_samples_csv, load_samples
 from modelops.core import Reading
 from modelops.core.backtest import BacktestResult, Sample, replay
 from modelops.core.promql import render
-from plugin.live import PrefixedCluster, running_operator
+from plugins.cluster import KubeCluster
 from plugins.prometheus import Exporter
 
 pytestmark = pytest.mark.integration
@@ -92,10 +93,8 @@ class Recorder(MetricsProvider):
 
 
 @pytest.fixture(scope="module")
-def recorded(
-    apiserver: Any, prometheus: Any, prometheus_exporter: Exporter
-) -> Iterator[tuple[PrefixedCluster, Recorder]]:
-    with running_operator(apiserver, prometheus, prometheus_exporter, "bt") as cluster:
+def recorded(kube: KubeCluster, prometheus: Any, prometheus_exporter: Exporter) -> Iterator[tuple[Cluster, Recorder]]:
+    with running_operator(kube, prometheus, prometheus_exporter, "bt") as cluster:
         runtime = cluster.runtime
         recorder = Recorder(runtime.metrics, runtime.clock)
         runtime.metrics, runtime.clock = recorder, recorder.now
@@ -118,7 +117,7 @@ def deploy(given: Given, name: str, steps: list[dict[str, Any]]) -> ModelDeploym
     body = model_deployment(name, "v1", "gatewayAPI", given.metric)
     body["spec"]["rollout"]["steps"] = steps
     given.api.create(MODELDEPLOYMENTS, given.ns, body)
-    eventually(lambda: given.status(name).get("phase") == "Promoted")
+    eventually(lambda: given.status(name).get("phase") == "Promoted", timeout=90)
     return ModelDeploymentSpec.model_validate(body["spec"])
 
 
@@ -199,23 +198,40 @@ def assert_same(live: Live, replayed: BacktestResult, samples: list[Sample]) -> 
     ), trace
 
 
+@pytest.fixture
+def givens(recorded: tuple[Cluster, Recorder], kube: KubeCluster) -> Iterator[tuple[Given, Given]]:
+    """Two namespaces, closed after the test; the operator's user got no 403 meanwhile."""
+    cluster, _ = recorded
+    log = kube.requests()
+    made = Given(cluster), Given(cluster)
+    yield made
+    for given in made:
+        given.close()
+    refused = forbidden(log, kube.operator_user)
+    assert refused == [], f"the API server refused the operator (the chart does not grant it): {refused}"
+
+
 def test_backtest_decides_as_the_operator_did_on_the_same_readings(
-    recorded: tuple[PrefixedCluster, Recorder], prometheus: Any, apiserver: Any, tmp_path: Any
+    recorded: tuple[Cluster, Recorder],
+    givens: tuple[Given, Given],
+    prometheus: Any,
+    kube: KubeCluster,
+    tmp_path: Any,
 ) -> None:
-    cluster, recorder = recorded
-    healthy, failing = Given(cluster), Given(cluster)
+    _, recorder = recorded
+    healthy, failing = givens
     fast = [{"weight": 10, "pause": "2s"}, {"weight": 50, "pause": "2s"}, {"weight": 100}]
     slow = [{"weight": 10, "pause": "2s"}, {"weight": 50, "pause": "60s"}, {"weight": 100}]
     specs = {"healthy": deploy(healthy, "shop", fast), "failing": deploy(failing, "shop", slow)}
     watcher = StepZero([healthy, failing], "shop")
     healthy.new_version("shop", "v2")
     failing.new_version("shop", "v2")
-    eventually(lambda: failing.status("shop").get("canaryWeight") == 50, timeout=30)
+    eventually(lambda: failing.status("shop").get("canaryWeight") == 50, timeout=90)
     passed_at_50 = failing.status("shop")["analysis"]["passedChecks"] + 2
     eventually(lambda: failing.status("shop")["analysis"]["passedChecks"] >= passed_at_50, timeout=30)
     failing.errors("v2", 0.5)  # the candidate goes bad in the middle of its second step
-    eventually(lambda: failing.status("shop").get("phase") == "RolledBack", timeout=60)
-    eventually(lambda: healthy.status("shop").get("stableVersion") == "v2")
+    eventually(lambda: failing.status("shop").get("phase") == "RolledBack", timeout=90)
+    eventually(lambda: healthy.status("shop").get("stableVersion") == "v2", timeout=90)
     watcher.stop()
 
     for given, kind in ((healthy, "healthy"), (failing, "failing")):
@@ -248,7 +264,7 @@ def test_backtest_decides_as_the_operator_did_on_the_same_readings(
             "-n",
             given.ns,
             "--kubeconfig",
-            str(apiserver.kubeconfig),
+            str(kube.kubeconfig),
             "--prometheus",
             prometheus.url,
             "--start",

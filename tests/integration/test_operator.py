@@ -1,4 +1,8 @@
-"""The operator against the emulator and a real Prometheus, read as Given / When / Then."""
+"""The operator against the local cluster and a real Prometheus, read as Given / When / Then.
+
+The operator runs as the chart's ServiceAccount; its model servers (``model_server.py``) and gate Jobs run as
+processes of the node agent, started by the real Deployment, ReplicaSet and Job controllers.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,27 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 
 from modelops.adapters.kube import (
     DEPLOYMENTS,
     HTTPROUTES,
+    JOBS,
     MODELDEPLOYMENTS,
     MODELRETIREMENTS,
+    PODS,
     SERVICES,
     VIRTUALSERVICES,
     Obj,
 )
+from plugins.cluster import KubeCluster, RequestLog
 
-from .conftest import Cluster, eventually
+from .live import MODEL_SERVER, Cluster, eventually
 
 pytestmark = pytest.mark.integration
 _metrics = itertools.count()
@@ -31,7 +40,36 @@ _metrics = itertools.count()
 # ---------------------------------------------------------------------------------------------- builders
 
 
-def model_deployment(name: str, version: str, router: str, metric: str, **rollout: Any) -> Obj:
+#: a gate's Job: writes, as its termination message, the results ``$GATE_RESULTS`` holds for ``$MODEL_VERSION``
+GATE_SCRIPT = (
+    "import json, os, pathlib; results = json.loads(os.environ['GATE_RESULTS']); "
+    "result = results.get(os.environ['MODEL_VERSION'], {'metrics': {}}); "
+    "pathlib.Path(os.environ['TERMINATION_LOG']).write_text(json.dumps(result))"
+)
+
+
+def server(replicas: int, not_ready: Sequence[str] = ()) -> Obj:
+    """``spec.server``: the tests' model server, whose readiness fails for ever for the versions in ``not_ready``."""
+    return {
+        "image": "example/server:1",
+        "command": ["python", str(MODEL_SERVER)],
+        "port": 8080,
+        "readinessPath": "/healthz",
+        "replicas": replicas,
+        "env": [{"name": "NOT_READY_VERSIONS", "value": ",".join(not_ready)}],
+    }
+
+
+def model_deployment(
+    name: str,
+    version: str,
+    router: str,
+    metric: str,
+    *,
+    not_ready: Sequence[str] = (),
+    progress_deadline: str = "2m",
+    **rollout: Any,
+) -> Obj:
     traffic: dict[str, Any] = {"router": router}
     if router == "gatewayAPI":
         traffic["gatewayAPI"] = {"httpRoute": name, "ruleName": "model"}
@@ -45,11 +83,11 @@ def model_deployment(name: str, version: str, router: str, metric: str, **rollou
         "metadata": {"name": name},
         "spec": {
             "model": {"name": name, "version": version, "uri": f"file:///models/{name}/{version}.pkl"},
-            "server": {"image": "example/server:1", "replicas": 4 if router == "replicas" else 1},
+            "server": server(4 if router == "replicas" else 1, not_ready),
             "traffic": traffic,
             "rollout": {
                 "steps": [{"weight": 10, "pause": "2s"}, {"weight": 50, "pause": "2s"}, {"weight": 100}],
-                "progressDeadline": "2m",
+                "progressDeadline": progress_deadline,
                 "scaleDownDelay": "1s",
                 "analysis": {
                     "interval": "1s",
@@ -111,10 +149,10 @@ def route(router: str, name: str) -> tuple[Any, Obj] | None:
 
 
 class Given:
-    def __init__(self, cluster: Cluster, router: str = "gatewayAPI") -> None:
+    def __init__(self, cluster: Cluster, router: str = "gatewayAPI", prefix: str | None = None) -> None:
         self.cluster = cluster
         self.api = cluster.api
-        self.ns = cluster.namespace()
+        self.ns = cluster.namespace(prefix)
         self.router = router
         self.metric = f"it_error_rate_{next(_metrics)}"
         self.gauge = cluster.exporter.gauge(self.metric, labelnames=("namespace", "version"))
@@ -122,16 +160,35 @@ class Given:
     def errors(self, version: str, value: float) -> None:
         self.gauge.labels(namespace=self.ns, version=version).set(value)
 
-    def deployed(self, name: str, version: str, **rollout: Any) -> Obj:
+    def deployed(self, name: str, version: str, **options: Any) -> Obj:
+        """``name`` at ``version``, promoted (``options``: those of :func:`model_deployment`)."""
         r = route(self.router, name)
         if r is not None:
             self.api.create(r[0], self.ns, r[1])
         self.errors(version, 0.0)
-        self.api.create(MODELDEPLOYMENTS, self.ns, model_deployment(name, version, self.router, self.metric, **rollout))
+        self.api.create(MODELDEPLOYMENTS, self.ns, model_deployment(name, version, self.router, self.metric, **options))
         eventually(
-            lambda: self.status(name).get("phase") == "Promoted" and self.status(name)["stableVersion"] == version
+            lambda: self.status(name).get("phase") == "Promoted" and self.status(name)["stableVersion"] == version,
+            timeout=90,
         )
         return self.md(name)
+
+    def close(self) -> None:
+        """Delete what the test made: its ModelRetirements and ModelDeployments through the operator's finalizer
+        (their Deployments, and so their model servers, go with them), then the namespace. Where no operator
+        watches the namespace any more, the finalizers are removed instead (the garbage collector takes the rest)."""
+        operated = self.cluster.watched(self.ns)
+        for resource in (MODELRETIREMENTS, MODELDEPLOYMENTS):
+            for obj in self.api.list(resource, self.ns):
+                name = obj["metadata"]["name"]
+                if not operated and obj["metadata"].get("finalizers"):
+                    self.api.patch(resource, self.ns, name, {"metadata": {"finalizers": None}})
+                self.api.delete(resource, self.ns, name)
+        eventually(
+            lambda: not self.api.list(MODELDEPLOYMENTS, self.ns) and not self.api.list(MODELRETIREMENTS, self.ns),
+            timeout=60,
+        )
+        kubernetes.client.CoreV1Api(self.cluster.client).delete_namespace(self.ns)
 
     def md(self, name: str) -> Obj:
         obj = self.api.get(MODELDEPLOYMENTS, self.ns, name)
@@ -172,21 +229,40 @@ class Given:
 
 
 @pytest.fixture
-def given(cluster: Cluster) -> Iterator[Given]:
-    return Given(cluster)
+def givens(cluster: Cluster) -> Iterator[Callable[..., Given]]:
+    """``givens(router="gatewayAPI", prefix=None)``: a new :class:`Given` in a namespace of its own, closed after
+    the test."""
+    made: list[Given] = []
+
+    def make(router: str = "gatewayAPI", prefix: str | None = None) -> Given:
+        made.append(Given(cluster, router, prefix))
+        return made[-1]
+
+    yield make
+    for given in made:
+        given.close()
+
+
+@pytest.fixture
+def given(givens: Callable[..., Given]) -> Given:
+    return givens()
 
 
 # ------------------------------------------------------------------------------------------------- tests
 
 
 @pytest.mark.parametrize("router", ["gatewayAPI", "istio", "replicas"])
-def test_rollout_moves_weights_step_by_step_and_promotion_swaps_stable(cluster: Cluster, router: str) -> None:
-    given = Given(cluster, router)
+def test_rollout_moves_weights_step_by_step_and_promotion_swaps_stable(
+    givens: Callable[..., Given], router: str
+) -> None:
+    given = givens(router)
     given.deployed("shop", "v1")
     assert given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is not None
     if router != "replicas":
         assert given.api.get(SERVICES, given.ns, "shop-v1") is not None
     assert given.weights("shop") == {"v1": 100}
+    http_route = given.api.get(HTTPROUTES, given.ns, "shop") if router == "gatewayAPI" else None
+    other_rule = http_route["spec"]["rules"][0] if http_route is not None else None  # as the API server stored it
 
     given.errors("v2", 0.0)
     given.new_version("shop", "v2")
@@ -198,22 +274,23 @@ def test_rollout_moves_weights_step_by_step_and_promotion_swaps_stable(cluster: 
             seen.append(w)
         return given.status("shop").get("stableVersion") == "v2"
 
-    eventually(promoted, timeout=60, interval=0.05)
+    eventually(promoted, timeout=150, interval=0.05)
     expected = [0, 10, 50, 100] if router != "replicas" else [0, 25, 50, 100]  # 10% of 4 replicas is 1 of 4
     assert [w for w in seen if w in expected] == expected, seen
     assert seen == sorted(seen), f"weights never move down during a healthy rollout: {seen}"
     assert given.status("shop")["phase"] == "Promoted"
-    eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is None, timeout=20)
+    eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is None, timeout=30)
     if router == "gatewayAPI":
         rules = given.api.get(HTTPROUTES, given.ns, "shop")["spec"]["rules"]  # type: ignore[index]
-        assert rules[0]["backendRefs"] == [{"name": "static", "port": 80}], "the other rule is left alone"
+        assert rules[0] == other_rule, "the other rule is left alone"
+        assert rules[0]["backendRefs"][0]["name"] == "static"
 
 
 def test_failing_error_rate_rolls_back(given: Given) -> None:
     given.deployed("shop", "v1")
     given.errors("v2", 0.5)
     given.new_version("shop", "v2")
-    eventually(lambda: given.status("shop").get("phase") == "RolledBack", timeout=60)
+    eventually(lambda: given.status("shop").get("phase") == "RolledBack", timeout=120)
     status = given.status("shop")
     assert status["stableVersion"] == "v1"
     assert status["canaryWeight"] == 0
@@ -227,7 +304,7 @@ def test_prometheus_outage_holds_the_weight_and_the_rollout_resumes(given: Given
     given.deployed("shop", "v1")
     given.errors("v2", 0.0)
     given.new_version("shop", "v2")
-    eventually(lambda: given.status("shop").get("canaryWeight") == 10, timeout=30, interval=0.05)
+    eventually(lambda: given.status("shop").get("canaryWeight") == 10, timeout=60, interval=0.05)
     prometheus.stop()
     try:
         eventually(lambda: given.status("shop")["analysis"]["unavailableChecks"] >= 3, timeout=30)
@@ -236,7 +313,7 @@ def test_prometheus_outage_holds_the_weight_and_the_rollout_resumes(given: Given
         assert given.weights("shop") == {"v1": 90, "v2": 10}
     finally:
         prometheus.start()
-    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=60)
+    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=120)
 
 
 def test_an_edited_route_is_set_back(given: Given) -> None:
@@ -249,7 +326,7 @@ def test_an_edited_route_is_set_back(given: Given) -> None:
     eventually(lambda: given.weights("shop") == {"v1": 100}, timeout=20)
 
 
-def test_a_tick_that_changes_nothing_writes_nothing(given: Given, apiserver_log: Any) -> None:
+def test_a_tick_that_changes_nothing_writes_nothing(given: Given, kube: KubeCluster, api_requests: RequestLog) -> None:
     given.deployed("shop", "v1")
 
     def ready() -> bool:
@@ -257,13 +334,18 @@ def test_a_tick_that_changes_nothing_writes_nothing(given: Given, apiserver_log:
         return conditions.get("Ready") == "True"
 
     eventually(ready)
+
+    def operator_requests(since: int) -> list[Any]:
+        """The operator's requests in the test's namespace, from the ``since``-th record of the test on."""
+        return [r for r in api_requests.records[since:] if r.user == kube.operator_user and r.namespace == given.ns]
+
     # let the last status write's own watch event be handled, then count over several resync periods
-    mark = len(apiserver_log.records)
-    eventually(lambda: len(apiserver_log.records) > mark + 20, timeout=30)  # a few reconciles happened
-    start = len(apiserver_log.records)
-    eventually(lambda: len([r for r in apiserver_log.records[start:] if r.namespace == given.ns]) >= 12, timeout=30)
-    window = [r for r in apiserver_log.records[start:] if r.namespace == given.ns]
-    writes = [r for r in window if r.verb in {"create", "update", "patch", "delete"}]
+    mark = len(api_requests.records)
+    eventually(lambda: len(operator_requests(mark)) > 20, timeout=60)  # a few reconciles happened
+    start = len(api_requests.records)
+    eventually(lambda: len(operator_requests(start)) >= 12, timeout=60)
+    window = operator_requests(start)
+    writes = [r for r in window if r.verb in {"create", "update", "patch", "delete", "deletecollection"}]
     assert writes == [], writes
     assert {r.verb for r in window} <= {"get", "list", "watch"}
 
@@ -272,7 +354,7 @@ def test_delete_removes_children_and_restores_the_route(given: Given) -> None:
     given.deployed("shop", "v1")
     given.errors("v2", 0.0)
     given.new_version("shop", "v2")
-    eventually(lambda: given.weights("shop") == {"v1": 90, "v2": 10}, timeout=30, interval=0.05)
+    eventually(lambda: given.weights("shop") == {"v1": 90, "v2": 10}, timeout=60, interval=0.05)
     given.api.delete(MODELDEPLOYMENTS, given.ns, "shop")
     eventually(lambda: given.api.get(MODELDEPLOYMENTS, given.ns, "shop") is None, timeout=30)
     assert given.weights("shop") == {"v1": 100}, "the shared route is restored to the stable version"
@@ -322,7 +404,7 @@ def test_retirement_drains_and_deletes_only_what_belongs_to_the_retired_model(gi
         st = (given.api.get(MODELRETIREMENTS, given.ns, "retire-shop") or {}).get("status") or {}
         return st.get("phase") == "Retired"
 
-    eventually(retired, timeout=60, interval=0.05)
+    eventually(retired, timeout=120, interval=0.05)
     assert {"shop-v1": 50, "shop-next-v1": 50} in seen, seen
     assert seen[-1] == {"shop-next-v1": 100} or seen[-1] == {"shop-v1": 0, "shop-next-v1": 100}, seen
     status = given.api.get(MODELRETIREMENTS, given.ns, "retire-shop")["status"]  # type: ignore[index]
@@ -334,16 +416,21 @@ def test_retirement_drains_and_deletes_only_what_belongs_to_the_retired_model(gi
     eventually(lambda: given.api.get(MODELDEPLOYMENTS, given.ns, "shop") is None, timeout=20)
 
 
-def test_a_conflicting_write_is_retried_from_a_fresh_read(given: Given, apiserver_log: Any) -> None:
-    """Someone keeps editing the object's labels during a rollout: some status writes carry a resourceVersion
-    that is no longer current, the apiserver answers 409, and the operator reconciles again from a fresh read."""
+def test_a_conflicting_write_is_retried_from_a_fresh_read(
+    given: Given, kube: KubeCluster, api_requests: RequestLog
+) -> None:
+    """Someone keeps editing the object's labels during a rollout, in bursts: some status writes carry a
+    resourceVersion that is no longer current, the apiserver answers 409, and the operator reconciles again from a
+    fresh read. (Between bursts it can write: against edits every 20 ms without end, a reconcile that takes longer
+    than that could never land, whatever it retried.)"""
     given.deployed("shop", "v1")
     given.errors("v2", 0.0)
     stop = threading.Event()
+    pauses = itertools.cycle([0.02] * 10 + [0.5])
 
     def meddle() -> None:
         n = 0
-        while not stop.wait(0.02):
+        while not stop.wait(next(pauses)):
             n += 1
             given.api.patch(MODELDEPLOYMENTS, given.ns, "shop", {"metadata": {"labels": {"touched": str(n)}}})
 
@@ -351,22 +438,28 @@ def test_a_conflicting_write_is_retried_from_a_fresh_read(given: Given, apiserve
     meddler.start()
     try:
         given.new_version("shop", "v2")
-        eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=60)
+        eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=120)
     finally:
         stop.set()
         meddler.join(5)
-    conflicts = apiserver_log.matching(namespace=given.ns, verb="patch", subresource="status", status=409)
+    conflicts = api_requests.matching(
+        user=kube.operator_user, namespace=given.ns, verb="patch", subresource="status", status=409
+    )
     assert conflicts, "the meddling produced no conflict: the test proves nothing"
     assert given.status("shop")["phase"] == "Promoted"
     assert [h["outcome"] for h in given.status("shop")["history"]][-1] == "Promoted"
 
 
-def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, apiserver: Any, prometheus: Any) -> None:
-    """A real ``modelops run`` process, killed with SIGKILL in the middle of a step and started again."""
-    given = Given(cluster)
-    given.ns = cluster.namespace("proc")  # not watched by the in-process operator
+def test_operator_killed_mid_step_resumes_at_the_same_step(
+    givens: Callable[..., Given], kube: KubeCluster, prometheus: Any, tmp_path: Path
+) -> None:
+    """A real ``modelops run`` process (as the chart's ServiceAccount), killed with SIGKILL in the middle of a step
+    and started again."""
+    given = givens(prefix="proc")  # not watched by the in-process operator
     given.errors("v1", 0.0)
     given.errors("v2", 0.0)
+
+    log = (tmp_path / "operator.log").open("ab")
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -376,7 +469,7 @@ def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, api
                 "modelops",
                 "run",
                 "--kubeconfig",
-                str(apiserver.kubeconfig),
+                str(kube.operator_kubeconfig),
                 "--namespace",
                 given.ns,
                 "--prometheus-url",
@@ -391,8 +484,8 @@ def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, api
                 "0.5",
                 "--standalone",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     proc = start()
@@ -403,7 +496,7 @@ def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, api
         md = model_deployment("shop", "v1", "gatewayAPI", given.metric)
         md["spec"]["rollout"]["steps"] = [{"weight": 10, "pause": "8s"}, {"weight": 50, "pause": "1s"}, {"weight": 100}]
         given.api.create(MODELDEPLOYMENTS, given.ns, md)
-        eventually(lambda: given.status("shop").get("phase") == "Promoted", timeout=60)
+        eventually(lambda: given.status("shop").get("phase") == "Promoted", timeout=120)
         given.new_version("shop", "v2")
         eventually(lambda: given.status("shop").get("canaryWeight") == 10, timeout=60, interval=0.05)
         before = given.status("shop")
@@ -420,7 +513,7 @@ def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, api
                 step_starts.add(st["stepStartedAt"])
             return st.get("currentStep") == 1 or st.get("stableVersion") == "v2"
 
-        eventually(resumed, timeout=60, interval=0.05)
+        eventually(resumed, timeout=90, interval=0.05)
         during = [w for w in weights if w.get("v2", 0) != 50 and w.get("v2", 0) != 100]
         assert all(w == {"v1": 90, "v2": 10} for w in during), f"no jump while the operator restarted: {weights}"
         after = given.status("shop")
@@ -430,27 +523,27 @@ def test_operator_killed_mid_step_resumes_at_the_same_step(cluster: Cluster, api
     finally:
         proc.kill()
         proc.wait(10)
+        log.close()
 
 
 def test_gates_run_as_jobs_and_a_failed_fairness_audit_stops_the_rollout(given: Given) -> None:
-    """Gate Jobs are started for the candidate, their JSON results judged: v2 passes, v3 fails its fairness audit
-    (Failed, no traffic moved, stable untouched)."""
-    given.cluster.kubelet.job_results.update(
-        {
-            version: json.dumps(
-                {"metrics": {"accuracy": acc}, "groups": {"a": {"positiveRate": a}, "b": {"positiveRate": b}}}
-            )
-            for version, acc, a, b in (("v1", 0.81, 0.30, 0.31), ("v2", 0.86, 0.30, 0.29), ("v3", 0.90, 0.10, 0.40))
-        }
-    )
+    """Gate Jobs are started for the candidate and run (their container writes its JSON result as the termination
+    message), their results judged: v2 passes, v3 fails its fairness audit (Failed, no traffic moved, stable
+    untouched)."""
+    results = {
+        version: {"metrics": {"accuracy": acc}, "groups": {"a": {"positiveRate": a}, "b": {"positiveRate": b}}}
+        for version, acc, a, b in (("v1", 0.81, 0.30, 0.31), ("v2", 0.86, 0.30, 0.29), ("v3", 0.90, 0.10, 0.40))
+    }
+    evaluator = {
+        "name": "eval",
+        "image": "example/eval:1",
+        "command": ["python", "-c", GATE_SCRIPT],
+        "env": [{"name": "GATE_RESULTS", "value": json.dumps(results)}],
+    }
     gate = {
         "name": "held-out",
         "owner": "data-science",
-        "template": {
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "eval", "image": "example/eval:1"}]}
-            }
-        },
+        "template": {"template": {"spec": {"restartPolicy": "Never", "containers": [evaluator]}}},
         "checks": [{"result": "accuracy", "min": 0.8}],
         "fairness": {"result": "positiveRate", "minRatio": 0.8},
     }
@@ -462,16 +555,57 @@ def test_gates_run_as_jobs_and_a_failed_fairness_audit_stops_the_rollout(given: 
     given.errors("v1", 0.0)
     given.errors("v2", 0.0)
     given.api.create(MODELDEPLOYMENTS, given.ns, md)
-    eventually(lambda: given.status("shop").get("stableVersion") == "v1", timeout=60)
+    eventually(lambda: given.status("shop").get("stableVersion") == "v1", timeout=120)
     given.new_version("shop", "v2")
-    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=60)
+    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=120)
     gates = given.status("shop")["history"]
     assert gates[-1]["outcome"] == "Promoted"
     given.new_version("shop", "v3")
-    eventually(lambda: given.status("shop").get("phase") == "Failed", timeout=60)
+    eventually(lambda: given.status("shop").get("phase") == "Failed", timeout=120)
     status = given.status("shop")
     assert status["stableVersion"] == "v2"
     assert given.weights("shop") == {"v2": 100}, "a failed gate moves no traffic"
     (held_out,) = [g for g in status["gates"] if g["name"] == "held-out"]
     assert held_out["phase"] == "Failed"
     assert "fairness" in held_out["message"].lower() or "ratio" in held_out["message"].lower(), held_out
+    # the verdict came from the gate's Job, which ran: its Pod ran the evaluator and ended with v3's results
+    job = given.api.get(JOBS, given.ns, held_out["jobName"])
+    assert job is not None, held_out
+    assert job["metadata"]["labels"]["modelops.io/version"] == "v3"
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"]), job["status"]
+    (pod,) = given.api.list(PODS, given.ns, {"job-name": held_out["jobName"]})
+    assert pod["status"]["phase"] == "Succeeded"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert json.loads(terminated["message"]) == results["v3"]
+
+
+def test_a_candidate_that_never_becomes_ready_gets_no_traffic_and_is_rolled_back(given: Given) -> None:
+    """v2's readiness probe fails for ever: its Pod runs but is never Ready, so its Deployment never reports a ready
+    replica. The operator moves no traffic to it and rolls it back at the progress deadline; v1 keeps serving."""
+    given.deployed("shop", "v1", not_ready=["v2"], progress_deadline="20s")
+    given.errors("v2", 0.0)
+    given.new_version("shop", "v2")
+    weights: list[dict[str, int]] = []
+
+    def progressing_reason() -> str:
+        weights.append(given.weights("shop"))
+        conditions = {c["type"]: c for c in given.status("shop").get("conditions", [])}
+        return str(conditions["Progressing"]["reason"])
+
+    eventually(lambda: progressing_reason() == "CandidateStarting", timeout=60)
+
+    def running_but_not_ready() -> bool:
+        (pod,) = given.api.list(PODS, given.ns, {"modelops.io/deployment": "shop", "modelops.io/version": "v2"})
+        ready = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready")
+        return pod["status"].get("phase") == "Running" and ready == "False"
+
+    eventually(running_but_not_ready, timeout=60)
+    eventually(lambda: progressing_reason() == "CandidateNotReady", timeout=60)
+    status = given.status("shop")
+    assert status["phase"] == "RolledBack"
+    assert status["stableVersion"] == "v1"
+    assert status["history"][-1]["version"] == "v2"
+    assert status["history"][-1]["outcome"] == "RolledBack"
+    assert all(w == {"v1": 100} for w in weights), f"no traffic ever moved to v2: {weights}"
+    eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v2") is None, timeout=30)
+    assert given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is not None, "the stable version keeps serving"

@@ -1,43 +1,43 @@
-"""``kubectl modelops`` for real: kubectl (/usr/bin/kubectl) finds the console script on PATH, which talks to the API
-emulator while the operator runs against it and a real Prometheus."""
+"""``kubectl modelops`` for real: the cluster's kubectl finds the console script on PATH, which talks to the local
+cluster (as its admin, a human with every right, or as a user the test gives fewer) while the operator runs on it as
+the chart's ServiceAccount, with a real Prometheus."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from integration.conftest import eventually
+from integration.live import Cluster, eventually, forbidden
 from integration.test_operator import Given, model_deployment, route
 from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS
-
-from .live import PrefixedCluster
+from plugins.cluster import KubeCluster
 
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
-KUBECTL = shutil.which("kubectl", path="/usr/bin") or "/usr/bin/kubectl"
 LONG_STEPS = [{"weight": 10, "pause": "10m"}, {"weight": 50, "pause": "10m"}, {"weight": 100}]
 
 
 class Kubectl:
     """Runs ``kubectl modelops ...`` as a user would: kubectl on PATH finds ``kubectl-modelops`` in the venv."""
 
-    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+    def __init__(self, kubectl: Path, kubeconfig: Path, namespace: str) -> None:
+        self.kubectl = str(kubectl)
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.env.pop("KUBECONFIG", None)
 
     def argv(self, *args: str) -> list[str]:
-        return [KUBECTL, "modelops", *args, "--kubeconfig", str(self.kubeconfig), "-n", self.namespace]
+        return [self.kubectl, "modelops", *args, "--kubeconfig", str(self.kubeconfig), "-n", self.namespace]
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True, timeout=60)
@@ -66,28 +66,37 @@ def deploy(given: Given, name: str, steps: list[dict[str, Any]], approvals: list
     if approvals:
         body["spec"]["approvals"] = [{"team": t} for t in approvals]
     given.api.create(MODELDEPLOYMENTS, given.ns, body)
-    eventually(lambda: given.status(name).get("phase") == "Promoted")
+    eventually(lambda: given.status(name).get("phase") == "Promoted", timeout=90)
 
 
 @pytest.fixture
-def given(plugin_cluster: PrefixedCluster) -> Given:
-    return Given(plugin_cluster)
+def given(plugin_cluster: Cluster, kube: KubeCluster) -> Iterator[Given]:
+    """A namespace of the test's own; closed after it, and the operator's user got no 403 meanwhile."""
+    log = kube.requests()
+    given = Given(plugin_cluster)
+    yield given
+    given.close()
+    refused = forbidden(log, kube.operator_user)
+    assert refused == [], f"the API server refused the operator (the chart does not grant it): {refused}"
 
 
 @pytest.fixture
-def kubectl(given: Given, apiserver: Any) -> Kubectl:
-    return Kubectl(apiserver.kubeconfig, given.ns)
+def kubectl(given: Given, kube: KubeCluster) -> Kubectl:
+    """``kubectl modelops`` as the cluster's admin."""
+    return Kubectl(kube.cluster.bin / "kubectl", kube.kubeconfig, given.ns)
 
 
 def rolling_out(given: Given, name: str = "shop") -> None:
     given.errors("v2", 0.0)
     given.new_version(name, "v2")
-    eventually(lambda: given.status(name).get("canaryWeight") == 10, timeout=30)
+    eventually(lambda: given.status(name).get("canaryWeight") == 10, timeout=60)
     eventually(lambda: given.status(name)["analysis"]["passedChecks"] >= 1, timeout=30)
 
 
 def test_the_plugin_is_found_by_kubectl(kubectl: Kubectl) -> None:
-    done = subprocess.run([KUBECTL, "plugin", "list"], env=kubectl.env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [kubectl.kubectl, "plugin", "list"], env=kubectl.env, capture_output=True, text=True, timeout=60
+    )
     assert str(VENV_BIN / "kubectl-modelops") in done.stdout
 
 
@@ -166,7 +175,7 @@ def test_approve_while_watching(given: Given, kubectl: Kubectl) -> None:
     deploy(given, "shop", [{"weight": 10, "pause": "1s"}, {"weight": 100}], approvals=["risk"])
     given.errors("v2", 0.0)
     given.new_version("shop", "v2")
-    eventually(lambda: given.status("shop").get("phase") == "Paused", timeout=30)
+    eventually(lambda: given.status("shop").get("phase") == "Paused", timeout=60)
     watch = subprocess.Popen(
         kubectl.argv("watch", "shop", "--interval", "0.2", "--max-duration", "50"),
         env=kubectl.env,
@@ -215,19 +224,28 @@ def test_retire_writes_a_model_retirement(given: Given, kubectl: Kubectl) -> Non
     )
 
 
-def test_not_found_forbidden_and_context(given: Given, kubectl: Kubectl, apiserver: Any, tmp_path: Path) -> None:
+def test_not_found_forbidden_and_context(given: Given, kubectl: Kubectl, kube: KubeCluster, tmp_path: Path) -> None:
     assert kubectl.fails("status", "nope") == f'error: modeldeployment "nope" not found in namespace "{given.ns}"'
-    path = f"/apis/modelops.io/v1alpha1/namespaces/{given.ns}/modeldeployments/secret"
-    apiserver.emulator[f"get {path}"] << 403
-    assert kubectl.fails("status", "secret").startswith(
+    # a user whose Role lets them read the ModelDeployment "shop" only, as the API server's RBAC enforces it
+    ns = f"--namespace={given.ns}"
+    kube.cluster.kubectl("create", "role", "shop-reader", "--verb=get", "--resource=modeldeployments.modelops.io",
+                         "--resource-name=shop", ns)  # fmt: skip
+    kube.cluster.kubectl("create", "rolebinding", "shop-reader", "--role=shop-reader", "--user=viewer", ns)
+    viewer = Kubectl(Path(kubectl.kubectl), kube.cluster.user_kubeconfig("viewer", "viewer"), given.ns)
+    refused = viewer.fails("status", "secret")
+    assert refused.startswith(
         f"error: forbidden: you may not access modeldeployment \"secret\" in namespace '{given.ns}'"
-    )
-    # the namespace of the chosen context is used when -n is not given
+    ), refused
+    assert 'User "viewer" cannot get resource "modeldeployments"' in refused, refused
+    # what the Role grants, the same user gets
     deploy(given, "shop", LONG_STEPS)
-    config = yaml.safe_load(Path(apiserver.kubeconfig).read_text())
+    eventually(lambda: viewer("status", "shop", "-o", "json", check=False).returncode == 0, timeout=30)
+    assert json.loads(viewer("status", "shop", "-o", "json").stdout)["metadata"]["name"] == "shop"
+    # the namespace of the chosen context is used when -n is not given
+    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
     config["contexts"].append({"name": "team", "context": {**config["contexts"][0]["context"], "namespace": given.ns}})
     (tmp_path / "config").write_text(yaml.safe_dump(config))
-    argv = [KUBECTL, "modelops", "list", "--kubeconfig", str(tmp_path / "config"), "--context", "team"]
+    argv = [kubectl.kubectl, "modelops", "list", "--kubeconfig", str(tmp_path / "config"), "--context", "team"]
     done = subprocess.run(argv, env=kubectl.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].split()[:2] == ["shop", "Promoted"]

@@ -1,10 +1,11 @@
 """Least-privilege check of the operator's RBAC: API requests made versus rules granted.
 
 The Helm chart's ClusterRole (or Roles, for a namespaced install) must grant exactly the
-(group, resource, verb) triples that the operator uses. The proof is empirical: the integration and
-end-to-end tests record every request the operator sends to the API emulator; :func:`compare` then returns
+(group, resource, verb) triples that the operator uses. The proof is empirical: the integration tests run the
+operator as the chart's ServiceAccount on a real API server, whose audit log records every request it made (verb,
+resource, subresource, namespace: :meth:`ApiRequest.from_record`); :func:`compare` then returns
 
-* the requests that no rule grants (the operator would get 403 on a real cluster), and
+* the requests that no rule grants (the API server answered them 403), and
 * the rules that no request used (privilege the operator does not need),
 
 minus an explicit allow-list of rarely used grants, each with the reason it is kept
@@ -14,20 +15,22 @@ cannot silently rot.
 Matching follows Kubernetes RBAC: ``*`` matches any group, resource or verb; a Role grants only in its
 own namespace; a ClusterRole bound with a ClusterRoleBinding grants in every namespace and for
 cluster-scoped resources; a subresource is named ``resource/subresource``. Rules with ``resourceNames``
-are treated as granting all names (the emulator log carries no names), and ``nonResourceURLs`` are ignored.
+are treated as granting all names (requests are compared by kind, not by object), and ``nonResourceURLs`` are
+ignored. :func:`kube_verb` derives a verb from an HTTP request, for logs that record methods rather than verbs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "Allowance",
     "ApiRequest",
     "Grant",
     "RbacReport",
+    "RequestRecord",
     "bound_roles",
     "compare",
     "grants_from_roles",
@@ -60,6 +63,22 @@ def kube_verb(method: str, *, collection: bool, watch: bool = False) -> str:
         raise ValueError(f"no RBAC verb for {method} on a {'collection' if collection else 'object'}") from None
 
 
+class RequestRecord(Protocol):
+    """What a request log's record says of a request (e.g. :class:`modelops.sandbox.cluster.AuditRecord`); empty
+    strings for no group, no subresource, no namespace."""
+
+    @property
+    def verb(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def subresource(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+
+
 @dataclass(frozen=True, order=True)
 class ApiRequest:
     """One request from the log: ``namespace`` is None for cluster-scoped and all-namespaces requests."""
@@ -79,6 +98,26 @@ class ApiRequest:
             resource=str(entry["resource"]),
             subresource=str(entry.get("subresource") or ""),
             namespace=entry.get("namespace") or None,
+        )
+
+    @classmethod
+    def from_record(cls, record: RequestRecord) -> ApiRequest:
+        """From an audit record (the API server names the verb itself: ``watch``, ``list``, ``get``, ``patch``...).
+
+        >>> from types import SimpleNamespace as Record
+        >>> status = ApiRequest.from_record(Record(verb="patch", group="modelops.io", resource="modeldeployments",
+        ...                                        subresource="status", namespace="shop"))
+        >>> status.full_resource, status.verb, status.namespace
+        ('modeldeployments/status', 'patch', 'shop')
+        >>> ApiRequest.from_record(Record(verb="watch", group="", resource="namespaces", subresource="", namespace=""))
+        ApiRequest(verb='watch', group='', resource='namespaces', subresource='', namespace=None)
+        """
+        return cls(
+            verb=record.verb,
+            group=record.group,
+            resource=record.resource,
+            subresource=record.subresource,
+            namespace=record.namespace or None,
         )
 
     @property
