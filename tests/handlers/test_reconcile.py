@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from modelops.adapters.kube import DEPLOYMENTS, EVENTS, MODELDEPLOYMENTS, InMemoryKube, deployment_ready
+from modelops.adapters.kube import DEPLOYMENTS, EVENTS, JOBS, MODELDEPLOYMENTS, InMemoryKube, deployment_ready
 from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.adapters.routers import FakeRouter
 from modelops.handlers.operator import _reconcile_fresh, retiring
@@ -284,3 +284,27 @@ def test_without_verify_route_the_route_is_not_read_but_still_set_when_the_weigh
         tick(verify=False)
     assert world.router.weights == {"v1": 90, "v2": 10}, "a decided change of weights is written without a read"
     assert "observe" not in [c for c, _ in world.router.calls]
+
+
+def test_a_conflicting_status_write_leaves_no_gate_job_behind(world: World) -> None:
+    """The first reconcile of a rollout starts its gate Jobs (named after the rollout's start), then its status
+    write gets 409: the next reconcile, from a fresh read and a later clock, names its Jobs anew. The Jobs of the
+    unrecorded decision are deleted, so exactly the Job that status names runs (seen on the real API server)."""
+    world.settle()
+    gate = {
+        "name": "held-out",
+        "owner": "data-science",
+        "template": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "e", "image": "x"}]}}},
+        "checks": [{"result": "accuracy", "min": 0.8}],
+    }
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": {**spec("v2"), "gates": [gate]}})
+    stale = world.body()
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"metadata": {"labels": {"team": "risk"}}})
+    clock = iter(T0 + timedelta(hours=1, seconds=s) for s in range(100))
+    world.rt.clock = lambda: next(clock)  # every reconcile reads a later second
+
+    _reconcile_fresh(world.kube, lambda b: reconcile_deployment(world.rt, b), MODELDEPLOYMENTS, copy.deepcopy(stale))
+
+    (named,) = [g["jobName"] for g in world.status()["gates"]]
+    jobs = [j["metadata"]["name"] for j in world.kube.list(JOBS, NS)]
+    assert jobs == [named], f"the Job of the decision that was not recorded is left: {jobs}"

@@ -333,9 +333,14 @@ def _job_env(version: str, uri: str, stable_uri: str | None) -> dict[str, str]:
 
 
 def execute_deployment_actions(
-    kube: KubeAdapter, router: Router, md: ModelDeployment, actions: tuple[Action, ...]
+    kube: KubeAdapter,
+    router: Router,
+    md: ModelDeployment,
+    actions: tuple[Action, ...],
+    started_jobs: list[str] | None = None,
 ) -> None:
-    """Carry out the core's actions in order; the first failure stops the rest (and the status write)."""
+    """Carry out the core's actions in order; the first failure stops the rest (and the status write).
+    ``started_jobs`` gets the names of the Jobs this call created."""
     spec = md.spec
     for action in actions:
         match action:
@@ -356,6 +361,7 @@ def execute_deployment_actions(
                     labels={"modelops.io/gate": gate.name, VERSION_LABEL: version},
                     env=_job_env(version, uri, md.status.stable_uri),
                     timeout=parse_duration(gate.timeout),
+                    created=started_jobs,
                 )
             case StartRetrainingJob(job_name=job_name, base_version=version, base_uri=uri):
                 assert spec.retraining is not None
@@ -366,6 +372,7 @@ def execute_deployment_actions(
                     labels={"modelops.io/job": "retraining", VERSION_LABEL: version},
                     env={**_job_env(version, uri, uri), "BASE_VERSION": version, "MODEL_NAME": spec.model.name},
                     timeout=parse_duration(spec.retraining.timeout),
+                    created=started_jobs,
                 )
             case DeleteJob(job_name=job_name):
                 kube.delete_job(md, job_name)
@@ -373,6 +380,20 @@ def execute_deployment_actions(
                 kube.emit_event(md, type_, reason, message)
             case _:
                 raise TypeError(f"a ModelDeployment cannot execute {action!r}")
+
+
+def _undo_jobs(kube: KubeAdapter, md: ModelDeployment, names: list[str]) -> None:
+    """Delete the Jobs a reconcile created when its status was not written (a 409, a failed action).
+
+    Their names come from the decision (a gate Job is named after the rollout's start), which was not recorded: the
+    next reconcile decides again from a fresh read and names its Jobs anew, and these would run on unjudged (seen on
+    the real API server, where kopf's own patch of a changed object races the first status write of a rollout).
+    """
+    for name in names:
+        try:
+            kube.delete_job(md, name)
+        except (KubeApiError, NotOwnedError) as exc:
+            log.warning("%s/%s: cannot delete Job %s: %s", md.metadata.namespace, md.metadata.name, name, exc)
 
 
 def next_wake(
@@ -447,14 +468,20 @@ def reconcile_deployment(
     with rt.telemetry.reconcile("ModelDeployment"):
         obs = observe_deployment(rt, kube, router, md, now, retiring, workloads, verify_route=verify_route)
         decision = decide(spec, meta, status, obs, now)
+        started: list[str] = []
         try:
-            execute_deployment_actions(kube, router, md, decision.actions)
+            execute_deployment_actions(kube, router, md, decision.actions, started)
         except (KubeApiError, RouterError, NotOwnedError) as exc:
             message = f"{type(exc).__name__}: {exc}"
             log.warning("%s/%s: %s", meta.namespace, meta.name, message)
             _safe_event(kube, md, "Warning", "ReconcileError", message)
+            _undo_jobs(kube, md, started)
             return Outcome(False, rt.poll_seconds, error=message, actions=decision.actions)
-        written = patch_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+        try:
+            written = patch_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+        except Conflict:
+            _undo_jobs(kube, md, started)
+            raise
     _record(rt, meta, spec, status, decision.status, obs)
     nxt = next_wake(spec, decision.status, now, rt.poll_seconds, rt.idle_seconds)
     return Outcome(written is not None, nxt, actions=decision.actions, resource_version=written or None)

@@ -151,14 +151,19 @@ class KubeAdapter:
         labels: Mapping[str, str],
         env: Mapping[str, str],
         timeout: timedelta | None = None,
+        created: list[str] | None = None,
     ) -> Obj:
         """Create the Job (idempotent: a Job of that name already owned by ``md`` is returned as it is).
 
         ``env`` is MODEL_VERSION / MODEL_URI / STABLE_URI for gates, whatever the caller decides for retraining.
+        ``created`` gets the name appended when this call created the Job (not when it was there already).
         """
         body = build_job(md, name, template, job_labels=labels, env=env, timeout=timeout)
         try:
-            return self.api.create(JOBS, self.namespace, body)
+            job = self.api.create(JOBS, self.namespace, body)
+            if created is not None:
+                created.append(name)
+            return job
         except Conflict:
             existing = self.api.get(JOBS, self.namespace, name)
             if existing is None or not owned_by(existing, md):
