@@ -79,8 +79,30 @@ class Cluster:
         self.prefix = prefix
 
     def namespace(self, prefix: str | None = None) -> str:
-        """A fresh namespace; of this operator's prefix unless told otherwise (then no operator here watches it)."""
-        return self.kube.namespace(prefix or self.prefix)
+        """A fresh namespace; of this operator's prefix unless told otherwise (then no operator here watches it).
+
+        A watched one is returned once the operator watches it: its first LIST of ModelDeployments there is in the
+        audit log. kopf learns of new namespaces from a watch of Namespaces, and on the real API server it was seen
+        to miss the ADDED event of a namespace created right after it started (it then noticed the namespace only
+        when it changed again); so a namespace it has not listed within a few seconds gets a label, which kopf
+        sees as a change."""
+        log = self.kube.requests()
+        name = self.kube.namespace(prefix or self.prefix)
+        if not self.watched(name):
+            return name
+        user = self.kube.operator_user
+
+        def listed() -> bool:
+            return bool(log.matching(user=user, verb="list", resource="modeldeployments", namespace=name))
+
+        for attempt in range(5):
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                if listed():
+                    return name
+                time.sleep(0.1)
+            self.kube.cluster.kubectl("label", "namespace", name, f"modelops.io/nudge={attempt}", "--overwrite")
+        raise AssertionError(f"the operator never started watching namespace {name}")
 
     def watched(self, namespace: str) -> bool:
         return namespace.startswith(f"{self.prefix}-")
