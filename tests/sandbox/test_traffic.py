@@ -51,6 +51,7 @@ def test_stop_ends_an_unbounded_run_and_failures_are_counted() -> None:
     stats = driver.stop()
     assert stats.ok == 0
     assert stats.failures == stats.finished == stats.sent
+    assert stats.failure_kinds == {"ConnectError": stats.failures}
     assert driver.wait(5)
 
 

@@ -13,6 +13,7 @@ first, or on ``stop()``. ``stats()`` counts what happened, by status, backend an
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import threading
 import time
@@ -26,6 +27,8 @@ import numpy as np
 from .models.data import Dataset, apply_shift, load_slice
 
 log = logging.getLogger(__name__)
+#: seconds an idle pooled connection is kept: below the idle timeout of the servers the driver talks to (5 s)
+KEEPALIVE_EXPIRY = 2.0
 
 
 @dataclass
@@ -38,6 +41,8 @@ class TrafficStats:
     errors: int = 0
     #: no answer at all (connection refused, timeout)
     failures: int = 0
+    #: the kind of each failure (``ConnectError``, ``ReadTimeout``, ...), so that a lost request can be told apart
+    failure_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     #: predictions compared with their true label, and how many were right
     judged: int = 0
     correct: int = 0
@@ -54,17 +59,7 @@ class TrafficStats:
         return self.correct / self.judged if self.judged else None
 
     def copy(self) -> TrafficStats:
-        return TrafficStats(
-            self.sent,
-            self.ok,
-            self.errors,
-            self.failures,
-            self.judged,
-            self.correct,
-            collections.Counter(self.by_status),
-            collections.Counter(self.by_backend),
-            collections.Counter(self.by_version),
-        )
+        return copy.deepcopy(self)
 
 
 class TrafficDriver:
@@ -98,7 +93,10 @@ class TrafficDriver:
         self.done = threading.Event()
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="traffic")
-        self._client = httpx.Client(timeout=timeout)
+        # An idle pooled connection is dropped by the client before the server's idle timeout can close it (the
+        # sandbox gateway's is 5 s, httpx's default expiry too): a request written on a connection the server is
+        # closing at that instant gets no answer, a race the client must not run.
+        self._client = httpx.Client(timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY))
         self._thread = threading.Thread(target=self._schedule, name="traffic-scheduler", daemon=True)
 
     # ------------------------------------------------------------------------------------------- control
@@ -184,18 +182,21 @@ class TrafficDriver:
         try:
             answer = self._client.post(self.url, json={"instances": rows, "labels": labels})
         except httpx.HTTPError as exc:
-            log.debug("request failed: %s", exc)
-            self._record(None, None, labels)
+            log.warning("request without answer: %s: %s", type(exc).__name__, exc)
+            self._record(None, None, labels, type(exc).__name__)
         else:
             self._record(answer, _json_or_none(answer), labels)
         finally:
             self._slots.release()
 
-    def _record(self, answer: httpx.Response | None, body: dict[str, Any] | None, labels: list[int]) -> None:
+    def _record(
+        self, answer: httpx.Response | None, body: dict[str, Any] | None, labels: list[int], failure: str = ""
+    ) -> None:
         with self._lock:
             s = self._stats
             if answer is None:
                 s.failures += 1
+                s.failure_kinds[failure] += 1
                 return
             s.by_status[answer.status_code] += 1
             s.by_backend[answer.headers.get("x-modelops-backend", "")] += 1

@@ -61,7 +61,9 @@ def summary(
         lines += [
             "",
             f"Traffic: {traffic.sent} requests, {traffic.ok} answered, {traffic.errors} error answers "
-            f"{dict(sorted(traffic.by_status.items()))}, {traffic.failures} without answer; "
+            f"{dict(sorted(traffic.by_status.items()))}, {traffic.failures} without answer"
+            + (f" {dict(sorted(traffic.failure_kinds.items()))}" if traffic.failures else "")
+            + "; "
             f"accuracy seen by clients {traffic.accuracy or 0:.3f}",
             "  by version: " + ", ".join(f"{k} {v}" for k, v in sorted(traffic.by_version.items())),
             "  by backend: " + ", ".join(f"{k or '-'} {v}" for k, v in sorted(traffic.by_backend.items())),
