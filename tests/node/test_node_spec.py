@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modelops.sandbox.node import _process, _spec
+from modelops.sandbox.node import _network, _process, _spec
 from modelops.sandbox.node._spec import set_condition
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("module", [_spec, _process])
+@pytest.mark.parametrize("module", [_spec, _process, _network])
 def test_worked_examples_in_docstrings(module: object) -> None:
     failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert tried > 0

@@ -6,9 +6,10 @@ controllers' work; the agent only does what a kubelet does:
 
 - **Run.** The first container's ``command`` + ``args`` (``$(VAR)`` expanded, ``python`` meaning this interpreter;
   there is no container runtime, so an image without a command cannot run: its Pod waits with reason
-  ``Unrunnable``). Each Pod gets a loopback address of its own (``127.0.x.y``, ``status.podIP``), given to the
-  process as ``POD_IP`` (and through ``fieldRef: status.podIP``), with ``PORT`` set to its first ``containerPort``:
-  two Pods listen on the same port without clashing, as on a cluster network.
+  ``Unrunnable``). Each Pod gets a loopback address of its own (``127.N.x.y``, ``status.podIP``, from a /16 that no
+  other agent on the machine holds), given to the process as ``POD_IP`` (and through ``fieldRef: status.podIP``),
+  with ``PORT`` set to its first ``containerPort``: two Pods listen on the same port without clashing, as on a
+  cluster network.
 - **Restart.** ``restartPolicy: Always`` processes are restarted with crash-loop backoff (``restartCount``, counted
   at each restart, and ``lastState``); other ones run once (``OnFailure`` is not restarted in place), and the Pod
   ends ``Succeeded`` or ``Failed`` with the container's exit code and its termination message (the file named by
@@ -30,7 +31,6 @@ NodeRestriction admission plugin limit it to its own Node, its Lease and the Pod
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import sys
@@ -45,6 +45,7 @@ from typing import Any
 
 from . import _spec as spec
 from ._kube import ApiError, Client, Kind
+from ._network import PodNetwork
 from ._process import Backoff, JobProcess, ProcessSpec, ServerProcess
 
 __all__ = ["NodeAgent", "PodProcess"]
@@ -58,8 +59,6 @@ NODES = Kind("", "v1", "nodes")
 PODS = Kind("", "v1", "pods")
 LEASES = Kind("coordination.k8s.io", "v1", "leases")
 LEASE_NAMESPACE = "kube-node-lease"
-#: The Pods' addresses: 127.0.1.1 up to 127.0.255.254, one per running Pod.
-POD_NETWORK = ipaddress.ip_network("127.0.0.0/16")
 #: Variables of the agent's own environment that a Pod never inherits (the agent's credentials among them).
 PRIVATE_ENV = ("KUBECONFIG", "MODELOPS_NODE_KUBECONFIG")
 
@@ -127,8 +126,8 @@ class NodeAgent:
         #: ``spec.taints`` the Node registers with (as ``kubelet --register-with-taints``; never changed later)
         self.taints = [dict(t) for t in taints]
         self._pods: dict[Key, PodProcess] = {}
-        self._used_ips: set[str] = set()
-        self._next_ip = 1 << 8  # 127.0.1.0 + 1
+        #: the loopback /16 the Pods' addresses come from, claimed in :meth:`start` (see ``_network``)
+        self.pod_network: PodNetwork | None = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -158,6 +157,7 @@ class NodeAgent:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pod_network = PodNetwork.claim()
         self._register()
         self._thread.start()
         self._watcher.start()
@@ -180,6 +180,8 @@ class NodeAgent:
             t.start()
         for t in [*threads, *self._stoppers]:
             t.join(self.max_grace + 10.0)
+        if self.pod_network is not None:
+            self.pod_network.release()
 
     def wake(self) -> None:
         self._wake.set()
@@ -351,17 +353,13 @@ class NodeAgent:
     # ------------------------------------------------------------------------------------------- running
 
     def _allocate_ip(self, wanted: str | None) -> str:
-        if wanted and wanted not in self._used_ips and ipaddress.ip_address(wanted) in POD_NETWORK:
-            self._used_ips.add(wanted)
-            return wanted
-        size = POD_NETWORK.num_addresses
-        for _ in range(size):
-            self._next_ip = self._next_ip + 1 if self._next_ip + 1 < size - 1 else 1 << 8
-            candidate = str(POD_NETWORK.network_address + self._next_ip)
-            if candidate not in self._used_ips and not candidate.endswith((".0", ".255")):
-                self._used_ips.add(candidate)
-                return candidate
-        raise RuntimeError("no pod address left in 127.0.0.0/16")
+        if self.pod_network is None:
+            raise RuntimeError("the node agent is not started")
+        return self.pod_network.allocate(wanted)
+
+    def _free_ip(self, address: str) -> None:
+        if self.pod_network is not None:
+            self.pod_network.free(address)
 
     def _run(self, pod: Obj) -> PodProcess | None:
         meta, pod_spec = pod["metadata"], pod.get("spec") or {}
@@ -448,7 +446,7 @@ class NodeAgent:
             local.job.grace = grace
             local.job.stop()
         with self._lock:
-            self._used_ips.discard(local.ip)
+            self._free_ip(local.ip)
         log.info("Pod %s/%s: stopped", local.namespace, local.name)
 
     def _delete_now(self, namespace: str, name: str, uid: str) -> None:
@@ -545,7 +543,7 @@ class NodeAgent:
         phase = "Succeeded" if code == 0 else "Failed"
         extra = {"reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified "
                  "deadline"} if outcome.reason == "DeadlineExceeded" else {}  # fmt: skip
-        self._used_ips.discard(local.ip)
+        self._free_ip(local.ip)
         return {**base, "phase": phase, **extra, **spec.pod_conditions(old, ready=False, now=now),
                 "containerStatuses": [spec.container_status(local.container, False, 0, terminated)]}  # fmt: skip
 
