@@ -31,6 +31,7 @@ from modelops.core import (
     DeleteJob,
     DeleteWorkload,
     DeploymentObservations,
+    EmitEvent,
     EnsureWorkload,
     JobResult,
     JobState,
@@ -78,6 +79,7 @@ MONITORING = {
         "metrics": [{"name": "accuracy", "query": "acc{version='{{ version }}'}", "min": 0.66}],
     }
 }
+REQUIRED_CHECK = {"result": "accuracy", "min": 0.65, "baseline": {"maxDegradation": 0.02, "required": True}}
 RETRAINING = {
     "retraining": {"template": {"spec": {}}, "onDegradation": True, "minInterval": "7d", "timeout": "6h"},
     **MONITORING,
@@ -118,6 +120,10 @@ def cond(d: Decision, type_: str) -> Condition:
     found = get_condition(d.status.conditions, type_)
     assert found is not None, f"no condition {type_}"
     return found
+
+
+def event_actions(d: Decision) -> list[EmitEvent]:
+    return [a for a in d.actions if isinstance(a, EmitEvent)]
 
 
 def history(d: Decision) -> tuple[str, str]:
@@ -189,6 +195,39 @@ CASES = {
         obs=obs(**gate_done({**GOOD_GATE, "metrics": {"accuracy": 0.67}})),
         phase=Phase.FAILED,
         check=lambda d: "worse than the stable version (0.7)" in d.status.gates[0].message,
+    ),
+    "gate_without_a_baseline_passes_on_its_thresholds_and_says_the_comparison_was_not_done": Case(
+        validating(stable_gates=[]),
+        obs=obs(candidate_ready=False, **gate_done()),
+        phase=Phase.PROGRESSING,
+        events=("GatePassed",),
+        check=lambda d: (
+            d.status.gates[0].not_judged
+            == [
+                "accuracy: 0.75 within its bounds, but not compared with the stable version"
+                " (no baseline: v1 has no results of this gate)"
+            ]
+            and d.status.gates[0].message.startswith("0 of 1 checks passed in full, fair; accuracy: 0.75")
+            and any(e.reason == "GatePassed" and "not compared" in e.message for e in event_actions(d))
+        ),
+    ),
+    "gate_with_a_required_baseline_and_none_fails": Case(
+        validating(stable_gates=[]),
+        obs=obs(**gate_done()),
+        spec={"gates": [{**spec().gates[0].model_dump(by_alias=True, exclude_none=True), "checks": [REQUIRED_CHECK]}]},
+        phase=Phase.FAILED,
+        events=("GateFailed", "GatesFailed"),
+        check=lambda d: (
+            d.status.gates[0].message
+            == "accuracy: no baseline to compare with (v1 has no results of this gate) and baseline.required is set"
+            and d.status.stable_version == "v1"
+        ),
+    ),
+    "gate_compared_with_its_baseline_has_nothing_unjudged": Case(
+        validating(),
+        obs=obs(candidate_ready=False, **gate_done()),
+        phase=Phase.PROGRESSING,
+        check=lambda d: d.status.gates[0].not_judged == [] and d.status.gates[0].message == "1 check passed, fair",
     ),
     "unfair_gate_fails_the_audit": Case(
         validating(),

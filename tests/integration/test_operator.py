@@ -29,6 +29,7 @@ from modelops.adapters.kube import (
     VIRTUALSERVICES,
     Obj,
 )
+from modelops.adapters.kube import EVENTS as KUBE_EVENTS
 from plugins.cluster import KubeCluster, RequestLog
 
 from .live import MODEL_SERVER, Cluster, eventually
@@ -577,6 +578,78 @@ def test_gates_run_as_jobs_and_a_failed_fairness_audit_stops_the_rollout(given: 
     assert pod["status"]["phase"] == "Succeeded"
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert json.loads(terminated["message"]) == results["v3"]
+
+
+def evaluator(results: dict[str, Any], name: str = "eval") -> Obj:
+    """A gate's container running :data:`GATE_SCRIPT` on ``results`` (by version)."""
+    return {
+        "name": name,
+        "image": "example/eval:1",
+        "command": ["python", "-c", GATE_SCRIPT],
+        "env": [{"name": "GATE_RESULTS", "value": json.dumps(results)}],
+    }
+
+
+def job_template(container: Obj) -> Obj:
+    return {"template": {"spec": {"restartPolicy": "Never", "containers": [container]}}}
+
+
+def events_of(given: Given, name: str, reason: str) -> list[Obj]:
+    """The Events about ModelDeployment ``name`` with ``reason``, as the API server holds them."""
+    return [
+        e
+        for e in given.api.list(KUBE_EVENTS, given.ns)
+        if e["involvedObject"].get("kind") == "ModelDeployment" and e["involvedObject"]["name"] == name
+        and e["reason"] == reason
+    ]  # fmt: skip
+
+
+def test_a_gate_comparison_without_a_baseline_is_reported_as_not_done(given: Given) -> None:
+    """Given v1, the first version, whose gate compares accuracy with the stable version: there is no baseline, so
+    the gate passes on its threshold alone and its status and event say that the comparison was not made. When v2's
+    gate also requires a baseline for auc, which v1 never reported, then that gate fails saying so (the accuracy
+    comparison, now possible, is made) and no traffic moves."""
+    results = {"v1": {"metrics": {"accuracy": 0.81}}, "v2": {"metrics": {"accuracy": 0.82, "auc": 0.9}}}
+    accuracy = {"result": "accuracy", "min": 0.8, "baseline": {"maxDegradation": 0.05}}
+    gate = {"name": "held-out", "template": job_template(evaluator(results)), "checks": [accuracy]}
+    r = route("gatewayAPI", "shop")
+    assert r is not None
+    given.api.create(r[0], given.ns, r[1])
+    md = model_deployment("shop", "v1", "gatewayAPI", given.metric)
+    md["spec"]["gates"] = [gate]
+    given.errors("v1", 0.0)
+    given.api.create(MODELDEPLOYMENTS, given.ns, md)
+    eventually(lambda: given.status("shop").get("stableVersion") == "v1", timeout=120)
+
+    (held_out,) = given.status("shop")["gates"]
+    not_compared = (
+        "accuracy: 0.81 within its bounds, but not compared with the stable version"
+        " (no baseline: no stable version yet)"
+    )
+    assert held_out["phase"] == "Passed", held_out
+    assert held_out["notJudged"] == [not_compared], held_out
+    assert held_out["message"] == f"0 of 1 checks passed in full; {not_compared}", held_out
+    (passed,) = events_of(given, "shop", "GatePassed")
+    assert not_compared in passed["message"], passed
+
+    required = {"result": "auc", "baseline": {"maxDegradation": 0.05, "required": True}}
+    given.errors("v2", 0.0)
+    spec = {
+        "model": {"version": "v2", "uri": "file:///models/v2.pkl"},
+        "gates": [{**gate, "checks": [accuracy, required]}],
+    }
+    given.api.patch(MODELDEPLOYMENTS, given.ns, "shop", {"spec": spec})
+    eventually(lambda: given.status("shop").get("phase") == "Failed", timeout=120)
+    status = given.status("shop")
+    (held_out,) = status["gates"]
+    assert held_out["version"] == "v2", held_out
+    assert held_out["phase"] == "Failed", held_out
+    assert held_out["message"] == (
+        "auc: no baseline to compare with (the results of v1 from this gate have no auc) and baseline.required is set"
+    ), held_out
+    assert held_out.get("notJudged", []) == [], "the accuracy comparison was made against v1's 0.81"
+    assert status["stableVersion"] == "v1"
+    assert given.weights("shop") == {"v1": 100}, "a failed gate moves no traffic"
 
 
 def test_a_candidate_that_never_becomes_ready_gets_no_traffic_and_is_rolled_back(given: Given) -> None:

@@ -210,6 +210,21 @@ class RolloutSpec(ApiModel):
         return _check_steps(v)
 
 
+class GateCheckBaseline(Baseline):
+    """A gate check's comparison with the stable version's last results of the same gate.
+
+    Without a baseline (the first version, a gate the stable version did not pass, a result it did not report) the
+    comparison cannot be made: it is reported as not judged (``status.gates[].notJudged``), never counted as passed.
+    ``required`` makes that a failure of the gate.
+    """
+
+    required: bool = Field(
+        default=False,
+        description="fail the gate when there is no baseline to compare with (by default the comparison is reported"
+        " as not judged and the gate decides on its other checks)",
+    )
+
+
 class GateCheck(ApiModel):
     """A threshold on one value of a gate's JSON result (a dotted path into ``metrics``)."""
 
@@ -231,7 +246,9 @@ class GateCheck(ApiModel):
     result: str = Field(min_length=1, max_length=253, description="key in the gate's result metrics")
     min: float | None = None
     max: float | None = None
-    baseline: Baseline | None = Field(default=None, description="compared with the stable version's last result")
+    baseline: GateCheckBaseline | None = Field(
+        default=None, description="compared with the stable version's last result"
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> GateCheck:
@@ -423,6 +440,11 @@ class GateStatus(ApiModel):
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     message: str = ""
+    not_judged: list[str] = Field(
+        default_factory=list,
+        description="the comparisons with the stable version that could not be made, and why (no baseline):"
+        " not counted as passed",
+    )
 
 
 class GateBaseline(ApiModel):

@@ -419,10 +419,11 @@ class _Tick:
                 result = None  # a result of another attempt's Job
             timeout = parse_duration(gate.timeout)
             if result is not None and result.state == JobState.SUCCEEDED:
-                judgement = judge_gate(gate, result.results, baseline.get(gate.name))
+                judgement = judge_gate(gate, result.results, baseline.get(gate.name), stable_version=st.stable_version)
                 gs.results = dict(result.results) if result.results is not None else None
                 gs.phase = GatePhase.PASSED if judgement.passed else GatePhase.FAILED
                 gs.message = judgement.message
+                gs.not_judged = list(judgement.not_judged)
             elif result is not None and result.state == JobState.FAILED:
                 gs.phase, gs.message = GatePhase.FAILED, f"job failed: {result.message or 'no message'}"
             elif (result is not None and result.state == JobState.TIMED_OUT) or (
