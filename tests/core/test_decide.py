@@ -80,6 +80,13 @@ MONITORING = {
     }
 }
 REQUIRED_CHECK = {"result": "accuracy", "min": 0.65, "baseline": {"maxDegradation": 0.02, "required": True}}
+#: what the sandbox's job writer leaves in the termination log instead of a result too large for it
+OVERSIZED_ERROR = "the result is 5120 bytes, more than the 4096-byte termination message limit: not written"
+#: what the kube adapter reports of a termination message the kubelet cut
+CUT_RESULT = (
+    "Job 'gate-job': its result was cut at the 4096-byte termination message limit (4096 bytes arrived, not valid"
+    " JSON): write a smaller result"
+)
 RETRAINING = {
     "retraining": {"template": {"spec": {}}, "onDegradation": True, "minInterval": "7d", "timeout": "6h"},
     **MONITORING,
@@ -228,6 +235,18 @@ CASES = {
         obs=obs(candidate_ready=False, **gate_done()),
         phase=Phase.PROGRESSING,
         check=lambda d: d.status.gates[0].not_judged == [] and d.status.gates[0].message == "1 check passed, fair",
+    ),
+    "gate_job_that_refused_an_oversized_result_fails_with_its_error": Case(
+        validating(),
+        obs=obs(**gate_done({"error": OVERSIZED_ERROR}, JobState.FAILED, "BackoffLimitExceeded")),
+        phase=Phase.FAILED,
+        check=lambda d: d.status.gates[0].message == f"job failed: {OVERSIZED_ERROR} (BackoffLimitExceeded)",
+    ),
+    "gate_result_cut_at_the_termination_message_limit_fails_naming_it": Case(
+        validating(),
+        obs=obs(**gate_done(None, JobState.FAILED, CUT_RESULT)),
+        phase=Phase.FAILED,
+        check=lambda d: d.status.gates[0].message == f"job failed: {CUT_RESULT}" and "4096-byte" in d.status.message,
     ),
     "unfair_gate_fails_the_audit": Case(
         validating(),

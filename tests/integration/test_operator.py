@@ -652,6 +652,50 @@ def test_a_gate_comparison_without_a_baseline_is_reported_as_not_done(given: Giv
     assert given.weights("shop") == {"v1": 100}, "a failed gate moves no traffic"
 
 
+#: a gate's container that writes its result through the sandbox's job writer (``write_result``), which refuses one
+#: larger than a termination message holds
+WRITER_SCRIPT = (
+    "import json, os; from modelops.sandbox.models.jobs import write_result; "
+    "write_result(json.loads(os.environ['GATE_RESULTS'])[os.environ['MODEL_VERSION']], "
+    "os.environ['MODELOPS_TERMINATION_LOG'])"
+)
+
+
+def test_a_gate_result_larger_than_a_termination_message_fails_naming_the_limit(given: Given) -> None:
+    """Given v1's two gates, each with a result of about 4,800 bytes, more than the 4096 a termination message
+    holds: one writes it anyway (the node agent, as a kubelet, keeps 4096 bytes of it), the other through the
+    sandbox's job writer (which refuses, writes an error naming the limit instead and exits 1). Then both gates fail
+    with a message naming the limit, never judging a cut result, and nothing is deployed."""
+    big = {"metrics": {"accuracy": 0.9}, "groups": {f"g{i:04}": {"positiveRate": 0.5} for i in range(200)}}
+    results = {"v1": big}
+    assert len(json.dumps(big)) > 4096
+    writer = {**evaluator(results, "writer"), "command": ["python", "-c", WRITER_SCRIPT]}
+    gates = [
+        {"name": "raw", "template": job_template(evaluator(results)), "checks": [{"result": "accuracy", "min": 0.5}]},
+        {"name": "writer", "template": job_template(writer), "checks": [{"result": "accuracy", "min": 0.5}]},
+    ]
+    md = model_deployment("shop", "v1", "gatewayAPI", given.metric)
+    md["spec"]["gates"] = gates
+    given.api.create(MODELDEPLOYMENTS, given.ns, md)
+    eventually(lambda: given.status("shop").get("phase") == "Failed", timeout=120)
+
+    status = given.status("shop")
+    by_name = {g["name"]: g for g in status["gates"]}
+    assert by_name["raw"]["phase"] == "Failed", by_name
+    assert "its result was cut at the 4096-byte termination message limit" in by_name["raw"]["message"], by_name
+    assert by_name["writer"]["phase"] == "Failed", by_name
+    assert "more than the 4096-byte termination message limit: not written" in by_name["writer"]["message"], by_name
+    assert "stableVersion" not in status
+    assert given.api.list(DEPLOYMENTS, given.ns, {"modelops.io/deployment": "shop"}) == []
+    # what the Pods reported: the cut message of the first gate, the writer's small error of the second
+    (raw_pod,) = given.api.list(PODS, given.ns, {"job-name": by_name["raw"]["jobName"]})
+    assert len(raw_pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].encode()) == 4096
+    (writer_pod,) = given.api.list(PODS, given.ns, {"job-name": by_name["writer"]["jobName"]})
+    terminated = writer_pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 1
+    assert "termination message limit" in json.loads(terminated["message"])["error"]
+
+
 def test_a_candidate_that_never_becomes_ready_gets_no_traffic_and_is_rolled_back(given: Given) -> None:
     """v2's readiness probe fails for ever: its Pod runs but is never Ready, so its Deployment never reports a ready
     replica. The operator moves no traffic to it and rolls it back at the progress deadline; v1 keeps serving."""

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 from modelops.sandbox.models import (
     GROUPS,
+    MAX_TERMINATION_MESSAGE,
     Dataset,
     DriftMonitor,
     FeatureReference,
+    ResultTooLarge,
     apply_shift,
     artifacts,
     bin_fractions,
@@ -32,8 +34,9 @@ from modelops.sandbox.models import (
     train,
     training,
     uri_to_path,
+    write_result,
 )
-from modelops.sandbox.models.__main__ import main
+from modelops.sandbox.models.__main__ import _run_job, main
 from modelops.sandbox.models.artifacts import InputOutOfRange
 from modelops.sandbox.models.data import write_csv
 from modelops.sandbox.models.jobs import next_version
@@ -222,6 +225,32 @@ def test_gate_job_failure_exits_1_and_says_why_in_the_termination_log(tmp_path: 
     code = main(["evaluate", "--model-uri", (tmp_path / "missing.pkl").as_uri(), "--termination-log", str(log)])
     assert code == 1
     assert "missing.pkl" in json.loads(log.read_text())["error"]
+
+
+def test_a_result_larger_than_a_termination_message_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    log = tmp_path / "termination-log"
+    fits = {"metrics": {"note": "x" * (MAX_TERMINATION_MESSAGE - len('{"metrics":{"note":""}}'))}}
+    assert len(write_result(fits, log).encode()) == MAX_TERMINATION_MESSAGE, "exactly the limit is written"
+    assert json.loads(log.read_text()) == fits
+    big = {"metrics": {"note": "x" * MAX_TERMINATION_MESSAGE}}
+    with pytest.raises(ResultTooLarge, match="4096-byte termination message limit"):
+        write_result(big, log)
+    written = log.read_bytes()
+    assert len(written) < 512, "a small error, not a cut result"
+    error = json.loads(written)["error"]
+    assert "the result is 4119 bytes, more than the 4096-byte termination message limit" in error
+
+
+def test_a_job_with_an_oversized_result_fails_and_keeps_the_result_in_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "termination-log"
+    big = {"metrics": {"groups": {f"g{i}": 0.5 for i in range(1000)}}}
+    assert _run_job(lambda: big, str(log)) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out) == big, "the whole result goes to the job's output"
+    assert "termination message limit" in err
+    assert "termination message limit" in json.loads(log.read_text())["error"]
 
 
 def test_retraining_job_writes_the_next_version_as_a_loadable_artifact(model_dir: Path, tmp_path: Path) -> None:

@@ -294,7 +294,10 @@ class Fairness(ApiModel):
 
 
 class Gate(ApiModel):
-    """A pre-deployment test run as a Job; it writes JSON results to its termination message."""
+    """A pre-deployment test run as a Job; it writes JSON results to its termination message.
+
+    A termination message holds at most 4096 bytes: a result cut at that limit fails the gate, naming the limit.
+    """
 
     name: Name
     owner: str = Field(default="", max_length=63)

@@ -65,7 +65,7 @@ from .actions import (
 from .analysis import CheckOutcome, check_outcome, judge_metric, summary
 from .conditions import ConditionStatus, ConditionType, Reason, get_condition, set_condition
 from .gates import flatten_metrics, judge_gate
-from .observations import DeploymentObservations, JobState, ManualRequest
+from .observations import DeploymentObservations, JobResult, JobState, ManualRequest
 from .readings import Reading
 from .requests import RequestAction, describe
 from .steps import canary_weights, split_replicas
@@ -425,7 +425,7 @@ class _Tick:
                 gs.message = judgement.message
                 gs.not_judged = list(judgement.not_judged)
             elif result is not None and result.state == JobState.FAILED:
-                gs.phase, gs.message = GatePhase.FAILED, f"job failed: {result.message or 'no message'}"
+                gs.phase, gs.message = GatePhase.FAILED, f"job failed: {job_failure(result)}"
             elif (result is not None and result.state == JobState.TIMED_OUT) or (
                 gs.started_at is not None and self.now >= gs.started_at + timeout
             ):
@@ -717,7 +717,7 @@ class _Tick:
                 r.message = f'result must be JSON {{"version": ..., "uri": ...}} with a valid version, got {data}'
                 self.event("Warning", Reason.RETRAINING_FAILED, f"retraining job {r.job_name}: {r.message}")
         elif res is not None and res.state == JobState.FAILED:
-            r.phase, r.message = "Failed", f"job failed: {res.message or 'no message'}"
+            r.phase, r.message = "Failed", f"job failed: {job_failure(res)}"
             self.event("Warning", Reason.RETRAINING_FAILED, f"retraining job {r.job_name}: {r.message}")
         elif (res is not None and res.state == JobState.TIMED_OUT) or timed_out:
             r.phase, r.message = "Failed", f"timed out after {rs.timeout if rs else 'its deadline'}"
@@ -822,6 +822,21 @@ class _Tick:
         if was is not None and was.status == "True":
             self.event("Normal", Reason.METRICS_HEALTHY, message)
         return set_condition(cs, ConditionType.DEGRADED, "False", Reason.METRICS_HEALTHY, message, now, gen)
+
+
+def job_failure(result: JobResult) -> str:
+    """Why a Job failed: the ``error`` its JSON result names (a job that refused to write an oversized result says
+    so there), then the Job's own reason.
+
+    >>> job_failure(JobResult(JobState.FAILED, {"error": "result too large"}, "BackoffLimitExceeded"))
+    'result too large (BackoffLimitExceeded)'
+    >>> job_failure(JobResult(JobState.FAILED, None, ""))
+    'no message'
+    """
+    error = (result.results or {}).get("error")
+    if isinstance(error, str) and error:
+        return f"{error} ({result.message})" if result.message else error
+    return result.message or "no message"
 
 
 def _valid_version(version: str) -> bool:

@@ -12,6 +12,7 @@ from modelops.adapters.kube import (
     DEPLOYMENTS,
     EVENTS,
     JOBS,
+    MAX_TERMINATION_MESSAGE,
     PODS,
     SERVICES,
     InMemoryKube,
@@ -289,6 +290,45 @@ def test_job_result_reports_bad_output(
     assert outcome.results is None
     assert expected in outcome.message
     assert outcome.state is (JobState.SUCCEEDED if message is None else JobState.FAILED)
+
+
+#: a gate's result of 4,842 bytes: more than a termination message holds
+OVERSIZED = json.dumps({"metrics": {"accuracy": 0.9}, "groups": {f"g{i:04}": {"rate": 0.5} for i in range(200)}})
+#: a result of exactly MAX_TERMINATION_MESSAGE bytes: it fits, and is judged as usual
+EXACT = json.dumps({"metrics": {"accuracy": 0.9}, "note": ""})
+EXACT = EXACT.replace('"note": ""', '"note": "' + "x" * (MAX_TERMINATION_MESSAGE - len(EXACT)) + '"')
+
+
+@pytest.mark.parametrize(
+    ("message", "state", "expected"),
+    [
+        pytest.param(OVERSIZED.encode()[:MAX_TERMINATION_MESSAGE].decode(), JobState.FAILED, "cut", id="head-kept"),
+        # the kubelet keeps the last 4096 bytes of the file (tail.ReadAtMost)
+        pytest.param(OVERSIZED.encode()[-MAX_TERMINATION_MESSAGE:].decode(), JobState.FAILED, "cut", id="tail-kept"),
+        # a cut through a multi-byte character comes back as U+FFFD: more bytes than the limit
+        pytest.param("é" * 2047 + "\ufffd", JobState.FAILED, "cut", id="cut-through-a-character"),
+        pytest.param(EXACT, JobState.SUCCEEDED, "", id="exactly-the-limit-and-valid"),
+        pytest.param(OVERSIZED[: MAX_TERMINATION_MESSAGE - 1], JobState.FAILED, "not JSON", id="one-byte-short"),
+    ],
+)
+def test_a_result_cut_at_the_termination_message_limit_fails_naming_the_limit(
+    kube: InMemoryKube, adapter: KubeAdapter, message: str, state: JobState, expected: str
+) -> None:
+    assert len(OVERSIZED) > MAX_TERMINATION_MESSAGE
+    assert len(EXACT) == MAX_TERMINATION_MESSAGE
+    start(adapter)
+    finish_job(kube, "fraud-gate-acc", "Complete", message)
+    outcome = adapter.job_result("fraud-gate-acc")
+    assert outcome.state is state, outcome.message
+    if expected == "cut":
+        assert outcome.results is None
+        assert "cut at the 4096-byte termination message limit" in outcome.message, outcome.message
+        assert "write a smaller result" in outcome.message
+    elif expected:
+        assert expected in outcome.message
+        assert "cut at" not in outcome.message, outcome.message
+    else:
+        assert outcome.results == json.loads(EXACT)
 
 
 @pytest.mark.parametrize(

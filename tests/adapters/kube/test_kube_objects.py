@@ -244,6 +244,6 @@ def test_termination_message_comes_from_the_newest_pod() -> None:
         return {"metadata": {"creationTimestamp": created}, "status": {"containerStatuses": [{"state": state}]}}
 
     pods = [pod("2026-01-01T00:00:00Z", '{"old": 1}'), pod("2026-01-02T00:00:00Z", ' {"new": 1}\n')]
-    assert termination_message(pods) == '{"new": 1}'
+    assert termination_message(pods) == ' {"new": 1}\n', "as the pod status holds it: its length counts"
     assert termination_message([pod("2026-01-01T00:00:00Z", None)]) == ""
     assert termination_message([]) == ""

@@ -8,6 +8,7 @@ from modelops.core.naming import workload_name
 from modelops.core.observations import JobResult, JobState
 
 from .adapter import (
+    MAX_TERMINATION_MESSAGE,
     KubeAdapter,
     NotOwnedError,
     deployment_ready,
@@ -53,6 +54,7 @@ __all__ = [
     "EVENTS",
     "HTTPROUTES",
     "JOBS",
+    "MAX_TERMINATION_MESSAGE",
     "MODELDEPLOYMENTS",
     "MODELRETIREMENTS",
     "PODS",

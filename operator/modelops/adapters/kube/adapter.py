@@ -35,6 +35,8 @@ from .objects import (
 
 #: The component name Events are reported under.
 COMPONENT = "modelops"
+#: The kubelet keeps at most this many bytes of a container's termination message (and drops the rest).
+MAX_TERMINATION_MESSAGE = 4096
 
 
 class NotOwnedError(Exception):
@@ -171,7 +173,11 @@ class KubeAdapter:
             return existing
 
     def job_result(self, name: str) -> JobResult:
-        """The Job's state and, once it has finished, the JSON object its container wrote as termination message."""
+        """The Job's state and, once it has finished, the JSON object its container wrote as termination message.
+
+        A message that is not JSON fails the Job's result; one of :data:`MAX_TERMINATION_MESSAGE` bytes or more that
+        is not JSON was cut by the kubelet, and the failure says so, naming the limit.
+        """
         job = self.api.get(JOBS, self.namespace, name)
         if job is None:
             return JobResult(JobState.ABSENT, message=f"Job {name!r} not found")
@@ -181,7 +187,8 @@ class KubeAdapter:
         if state is JobState.FAILED and reason.startswith("DeadlineExceeded"):
             state = JobState.TIMED_OUT
         pods = self.api.list(PODS, self.namespace, {"job-name": name})
-        text = termination_message(pods)
+        raw = termination_message(pods)
+        text = raw.strip()
         if not text:
             message = f"Job {name!r} {state.value.lower()}" + (f": {reason}" if reason else "")
             if state is JobState.SUCCEEDED:
@@ -190,6 +197,14 @@ class KubeAdapter:
         try:
             results = json.loads(text)
         except ValueError as e:
+            size = len(raw.encode())
+            if size >= MAX_TERMINATION_MESSAGE:
+                return JobResult(
+                    JobState.FAILED,
+                    None,
+                    f"Job {name!r}: its result was cut at the {MAX_TERMINATION_MESSAGE}-byte termination message limit"
+                    f" ({size} bytes arrived, not valid JSON): write a smaller result",
+                )
             return JobResult(JobState.FAILED, None, f"Job {name!r}: termination message is not JSON ({e}): {text!r}")
         if not isinstance(results, dict):
             return JobResult(JobState.FAILED, None, f"Job {name!r}: termination message is not a JSON object: {text!r}")
@@ -317,13 +332,14 @@ def job_state(job: Mapping[str, Any]) -> tuple[JobState, str]:
 
 
 def termination_message(pods: list[Obj]) -> str:
-    """The termination message of the newest pod's first terminated container that left one."""
+    """The termination message of the newest pod's first terminated container that left one, as the pod status
+    holds it (not stripped: its length tells whether the kubelet cut it)."""
     newest_first = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
     for pod in newest_first:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             message = ((status.get("state") or {}).get("terminated") or {}).get("message")
             if message:
-                return str(message).strip()
+                return str(message)
     return ""
 
 

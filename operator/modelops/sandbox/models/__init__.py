@@ -7,7 +7,7 @@ options, ``data`` for the data set and its drift, ``training`` for how the versi
 from .artifacts import ModelArtifact, ServingPreprocess, load_artifact, path_to_uri, save_artifact, uri_to_path
 from .data import FEATURES, GROUPS, Dataset, apply_shift, groups_of, load_data, load_slice
 from .drift import DriftMonitor, FeatureReference, bin_fractions, psi, quantile_edges
-from .jobs import evaluation_job, retraining_job, write_result
+from .jobs import MAX_TERMINATION_MESSAGE, ResultTooLarge, evaluation_job, retraining_job, write_result
 from .server import ModelServer, ServerMetrics
 from .training import DEFAULT_RECIPES, RECIPES, evaluate, recipe_for, train
 
@@ -15,12 +15,14 @@ __all__ = [
     "DEFAULT_RECIPES",
     "FEATURES",
     "GROUPS",
+    "MAX_TERMINATION_MESSAGE",
     "RECIPES",
     "Dataset",
     "DriftMonitor",
     "FeatureReference",
     "ModelArtifact",
     "ModelServer",
+    "ResultTooLarge",
     "ServerMetrics",
     "ServingPreprocess",
     "apply_shift",

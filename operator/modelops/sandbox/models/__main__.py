@@ -15,7 +15,8 @@ Options fall back to environment variables where a pod template would set them: 
 ``MODEL_VERSION``, ``PORT`` (serve, evaluate), ``STABLE_MODEL_URI`` or ``STABLE_URI`` (evaluate; the operator sets
 the latter on gate Jobs), ``MODELOPS_DATA_SHIFT`` (the current re-calibration of the sensors, for evaluate and
 retrain) and ``MODELOPS_TERMINATION_LOG`` (instead of ``/dev/termination-log``). Jobs print their JSON result and
-write it to the termination log; on failure they write ``{"error": ...}`` there and exit 1.
+write it to the termination log; on failure they write ``{"error": ...}`` there and exit 1, and so they do when the
+result is larger than the 4096 bytes a termination message holds (the error names the limit and the size).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 from .artifacts import ARTIFACT_FILE, save_artifact
 from .data import SLICES, Dataset, load_data, load_slice, write_csv
-from .jobs import DEFAULT_TERMINATION_LOG, evaluation_job, retraining_job, write_result
+from .jobs import DEFAULT_TERMINATION_LOG, ResultTooLarge, evaluation_job, retraining_job, write_result
 from .server import ModelServer
 from .training import RECIPES, train
 
@@ -100,12 +101,16 @@ def _run_job(job: Callable[[], dict[str, Any]], termination_log: str) -> int:
         print(message, file=sys.stderr)
         try:
             write_result({"error": message[:3000]}, termination_log)
-        except OSError as log_exc:
+        except (OSError, ResultTooLarge) as log_exc:  # a message that escapes to more than the limit is cut there
             print(f"cannot write the termination log: {log_exc}", file=sys.stderr)
         return 1
     try:
         print(write_result(result, termination_log), flush=True)
-    except (OSError, ValueError) as exc:
+    except ResultTooLarge as exc:  # the termination log says so; the whole result goes to the log
+        print(json.dumps(result), flush=True)
+        print(exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(json.dumps(result), flush=True)
         print(f"cannot write the termination log {termination_log}: {exc}", file=sys.stderr)
         return 1

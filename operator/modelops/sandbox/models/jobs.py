@@ -23,11 +23,26 @@ DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 MAX_TERMINATION_MESSAGE = 4096
 
 
+class ResultTooLarge(ValueError):
+    """The result would not fit in a termination message; a small JSON error saying so was written instead."""
+
+
 def write_result(result: dict[str, Any], termination_log: str | os.PathLike[str]) -> str:
-    """Serialise ``result`` compactly, refuse it when Kubernetes would truncate it, write it; returns the JSON."""
+    """Serialise ``result`` compactly and write it; returns the JSON.
+
+    A result larger than :data:`MAX_TERMINATION_MESSAGE` bytes is never written (Kubernetes would cut it, and a cut
+    JSON reads as garbage): ``{"error": ...}`` naming the limit and the size goes to the termination log instead,
+    and :class:`ResultTooLarge` is raised (the job then fails, and prints the whole result on its output).
+    """
     text = json.dumps(result, separators=(",", ":"), sort_keys=True)
-    if len(text.encode()) > MAX_TERMINATION_MESSAGE:
-        raise ValueError(f"result is {len(text.encode())} bytes; a termination message holds {MAX_TERMINATION_MESSAGE}")
+    size = len(text.encode())
+    if size > MAX_TERMINATION_MESSAGE:
+        message = (
+            f"the result is {size} bytes, more than the {MAX_TERMINATION_MESSAGE}-byte termination message limit:"
+            " not written (the whole result is in the job's log)"
+        )
+        Path(termination_log).write_text(json.dumps({"error": message}))
+        raise ResultTooLarge(message)
     Path(termination_log).write_text(text)
     return text
 
