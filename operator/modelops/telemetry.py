@@ -49,6 +49,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "modelops_analysis_checks_total",
     "modelops_rollouts_total",
     "modelops_degraded",
+    "modelops_monitoring_no_data",
     "modelops_rollout_last_progress_timestamp_seconds",
     "modelops_rollout_progress_deadline_seconds",
     "modelops_retirement_phase",
@@ -158,6 +159,13 @@ class Telemetry:
             registry=r,
         )
         self.degraded = Gauge("modelops_degraded", "1 when the Degraded condition is True", ns_name, registry=r)
+        self.monitoring_no_data = Gauge(
+            "modelops_monitoring_no_data",
+            "1 when the Degraded condition is Unknown with reason NoData: monitoring has had no data for degradedAfter"
+            " checks in a row, so the stable version cannot be judged",
+            ns_name,
+            registry=r,
+        )
         self.last_progress = Gauge(
             "modelops_rollout_last_progress_timestamp_seconds",
             "when the rollout last advanced (unix time)",
@@ -199,6 +207,7 @@ class Telemetry:
         self._checks = _PerObject(self.analysis_checks, d)
         self._rollouts = _PerObject(self.rollouts, d)
         self._degraded = _PerObject(self.degraded, d)
+        self._no_data = _PerObject(self.monitoring_no_data, d)
         self._last_progress = _PerObject(self.last_progress, d)
         self._deadline = _PerObject(self.progress_deadline, d)
         self._retirement = _PerObject(self.retirement_phase, t)
@@ -210,6 +219,7 @@ class Telemetry:
             self._checks,
             self._rollouts,
             self._degraded,
+            self._no_data,
             self._last_progress,
             self._deadline,
             self._retirement,
@@ -254,8 +264,10 @@ class Telemetry:
                 self._value.child(key, labels).set(value)
             self._value.keep_only(key, values)
 
-            degraded = any(c.type == "Degraded" and c.status == "True" for c in status.conditions)
-            self._degraded.child(key).set(1 if degraded else 0)
+            degraded = next((c for c in status.conditions if c.type == "Degraded"), None)
+            self._degraded.child(key).set(1 if degraded is not None and degraded.status == "True" else 0)
+            no_data = degraded is not None and (degraded.status, degraded.reason) == ("Unknown", "NoData")
+            self._no_data.child(key).set(1 if no_data else 0)
 
             progress = status.last_progress_at or status.step_started_at or status.rollout_started_at
             if progress is not None:

@@ -87,6 +87,15 @@ CUT_RESULT = (
     "Job 'gate-job': its result was cut at the 4096-byte termination message limit (4096 bytes arrived, not valid"
     " JSON): write a smaller result"
 )
+MONITORING_TWO = {
+    "monitoring": {
+        **MONITORING["monitoring"],
+        "metrics": [
+            *MONITORING["monitoring"]["metrics"],
+            {"name": "drift", "query": "d", "max": 0.2},
+        ],
+    }
+}
 RETRAINING = {
     "retraining": {"template": {"spec": {}}, "onDegradation": True, "minInterval": "7d", "timeout": "6h"},
     **MONITORING,
@@ -101,8 +110,23 @@ def failing_checks(n: int) -> AnalysisStatus:
     return AnalysisStatus(failed_checks=n)
 
 
-def monitoring(failures: int, last: timedelta = -HOUR) -> MonitoringStatus:
-    return MonitoringStatus(last_check_at=T0 + last, consecutive_failures=failures)
+def monitoring(failures: int, last: timedelta = -HOUR, no_data: int = 0) -> MonitoringStatus:
+    return MonitoringStatus(last_check_at=T0 + last, consecutive_failures=failures, consecutive_no_data=no_data)
+
+
+def without_data(n: int = 3) -> ModelDeploymentStatus:
+    """v1 promoted, its monitoring without data for ``n`` checks: Degraded=Unknown (NoData) since a day."""
+    cond = Condition(type="Degraded", status="Unknown", reason="NoData", last_transition_time=T0 - DAY)
+    return promoted(monitoring=monitoring(0, no_data=n), conditions=[cond], observed_generation=2)
+
+
+def degraded_is(d: Decision, status: str, reason: str, *message: str, absent: str = "within bounds") -> bool:
+    """Degraded has ``status`` and ``reason``, and its message every part of ``message`` but not ``absent``."""
+    c = cond(d, "Degraded")
+    assert (c.status, c.reason) == (status, reason), c
+    assert all(part in c.message for part in message), c.message
+    assert absent not in c.message, c.message
+    return True
 
 
 def degraded(**kw: Any) -> ModelDeploymentStatus:
@@ -647,7 +671,10 @@ CASES = {
         promoted(monitoring=monitoring(1), observed_generation=2),
         spec={**SPEC_V1, **MONITORING},
         obs=obs(monitoring={"accuracy": Reading.of(0.64)}),
-        check=lambda d: d.status.monitoring.consecutive_failures == 2 and cond(d, "Degraded").status == "False",
+        check=lambda d: (
+            d.status.monitoring.consecutive_failures == 2
+            and degraded_is(d, "False", "MetricsHealthy", "2 failed checks in a row (Degraded after 3)")
+        ),
     ),
     "monitoring_failures_in_a_row_set_degraded": Case(
         promoted(monitoring=monitoring(2), observed_generation=2),
@@ -668,8 +695,86 @@ CASES = {
         spec={**SPEC_V1, **MONITORING},
         obs=obs(monitoring={}),
         check=lambda d: (
-            d.status.monitoring.consecutive_failures == 2 and d.status.monitoring.metrics[0].verdict == "NoData"
+            d.status.monitoring.consecutive_failures == 2
+            and d.status.monitoring.consecutive_no_data == 1
+            and d.status.monitoring.metrics[0].verdict == "NoData"
+            and degraded_is(d, "False", "MetricsHealthy", "no data in 1 check in a row (Unknown after 3)")
         ),
+    ),
+    "monitoring_without_data_for_degraded_after_checks_is_degraded_unknown_no_data": Case(
+        promoted(monitoring=monitoring(0, no_data=2), observed_generation=2),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={}),
+        actions=[],
+        events=("NoData",),
+        check=lambda d: (
+            d.status.monitoring.consecutive_no_data == 3
+            and degraded_is(
+                d, "Unknown", "NoData", "v1: cannot be judged, no data in 3 checks in a row", "accuracy: not observed"
+            )
+            and cond(d, "Degraded").last_transition_time == T0
+        ),
+    ),
+    "monitoring_query_errors_count_as_checks_without_data": Case(
+        promoted(monitoring=monitoring(0, no_data=2), observed_generation=2),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={"accuracy": Reading.error("503 Service Unavailable")}),
+        events=("NoData",),
+        check=lambda d: degraded_is(d, "Unknown", "NoData", "accuracy: 503 Service Unavailable"),
+    ),
+    "monitoring_with_one_metric_without_data_is_not_within_bounds": Case(
+        promoted(monitoring=monitoring(0, no_data=2), observed_generation=2),
+        spec={**SPEC_V1, **MONITORING_TWO},
+        obs=obs(monitoring={"accuracy": Reading.of(0.9), "drift": Reading.no_data("query 'd' returned no series")}),
+        events=("NoData",),
+        check=lambda d: degraded_is(d, "Unknown", "NoData", "drift: query 'd' returned no series", absent="accuracy"),
+    ),
+    "monitoring_still_without_data_says_nothing_new": Case(
+        without_data(3),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={}),
+        actions=[],
+        check=lambda d: (
+            "NoData" not in events(d)
+            and d.status.monitoring.consecutive_no_data == 4
+            and degraded_is(d, "Unknown", "NoData", "no data in 4 checks in a row")
+            and cond(d, "Degraded").last_transition_time == T0 - DAY
+        ),
+    ),
+    "monitoring_data_again_ends_no_data_with_an_event": Case(
+        without_data(5),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={"accuracy": Reading.of(0.70)}),
+        events=("MetricsHealthy",),
+        check=lambda d: (
+            d.status.monitoring.consecutive_no_data == 0
+            and degraded_is(d, "False", "MetricsHealthy", "v1: monitoring metrics within bounds", absent="no data")
+        ),
+    ),
+    "monitoring_failure_after_checks_without_data_counts_as_a_failure": Case(
+        promoted(monitoring=monitoring(0, no_data=2), observed_generation=2),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={"accuracy": Reading.of(0.60)}),
+        check=lambda d: (
+            (d.status.monitoring.consecutive_failures, d.status.monitoring.consecutive_no_data) == (1, 0)
+            and degraded_is(d, "False", "MetricsHealthy", "1 failed check in a row (Degraded after 3)")
+        ),
+    ),
+    "degraded_stays_degraded_without_data_and_says_so": Case(
+        degraded(observed_generation=2),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={}),
+        check=lambda d: (
+            "MetricsDegraded" not in events(d)
+            and degraded_is(d, "True", "MetricsDegraded", "3 failed checks in a row; since then no data in 1 check")
+        ),
+    ),
+    "monitoring_before_its_first_check_is_not_within_bounds": Case(
+        promoted(promoted_at=T0 - 30 * MIN, observed_generation=2),
+        spec={**SPEC_V1, **MONITORING},
+        obs=obs(monitoring={}),
+        actions=[],
+        check=lambda d: degraded_is(d, "False", "MetricsHealthy", "v1: no monitoring check yet"),
     ),
     "monitoring_waits_for_its_interval": Case(
         promoted(monitoring=monitoring(2, last=-30 * MIN), observed_generation=2),

@@ -604,6 +604,73 @@ def events_of(given: Given, name: str, reason: str) -> list[Obj]:
     ]  # fmt: skip
 
 
+def condition(given: Given, name: str, type_: str) -> dict[str, Any]:
+    (found,) = [c for c in given.status(name).get("conditions", []) if c["type"] == type_]
+    return found
+
+
+def test_monitoring_without_data_is_degraded_unknown_with_an_event_until_data_comes(given: Given) -> None:
+    """Given v1 promoted, with a monitoring metric whose series does not exist yet (the query selects nothing, in
+    the real Prometheus), when degradedAfter (2) checks in a row have no data, then Degraded is Unknown with reason
+    NoData naming the metric, one Warning NoData event says so, and the gauge the alert reads is 1; when the series
+    appears, the next check judges it: Degraded is False, within bounds."""
+    quality = f"it_quality_{next(_metrics)}"
+    gauge = given.cluster.exporter.gauge(quality, labelnames=("namespace", "version"))
+    r = route("gatewayAPI", "shop")
+    assert r is not None
+    given.api.create(r[0], given.ns, r[1])
+    md = model_deployment("shop", "v1", "gatewayAPI", given.metric)
+    md["spec"]["monitoring"] = {
+        "interval": "1s",
+        "degradedAfter": 2,
+        "metrics": [
+            {
+                "name": "quality",
+                "owner": "ml",
+                "min": 0.5,
+                "query": f'max({quality}{{namespace="{{{{ namespace }}}}",version="{{{{ version }}}}"}})',
+            }
+        ],
+    }
+    given.errors("v1", 0.0)
+    given.api.create(MODELDEPLOYMENTS, given.ns, md)
+    eventually(lambda: given.status("shop").get("stableVersion") == "v1", timeout=90)
+
+    def no_data() -> bool:
+        degraded = condition(given, "shop", "Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("Unknown", "NoData"), degraded
+        return True
+
+    eventually(no_data, timeout=60)
+    degraded = condition(given, "shop", "Degraded")
+    assert degraded["message"].startswith("v1: cannot be judged, no data in "), degraded
+    assert f"quality: query 'max({quality}" in degraded["message"], degraded
+    assert "returned no series" in degraded["message"], degraded
+    assert given.status("shop")["monitoring"]["consecutiveNoData"] >= 2
+    (event,) = eventually(lambda: events_of(given, "shop", "NoData"), timeout=10)
+    assert event["type"] == "Warning"
+    assert event["message"].startswith("v1: cannot be judged, no data in 2 checks in a row (degradedAfter 2)"), event
+    telemetry = given.cluster.runtime.telemetry.registry
+    ids = {"namespace": given.ns, "name": "shop"}
+    eventually(lambda: telemetry.get_sample_value("modelops_monitoring_no_data", ids) == 1, timeout=10)
+    assert telemetry.get_sample_value("modelops_degraded", ids) == 0
+
+    gauge.labels(namespace=given.ns, version="v1").set(0.9)
+
+    def judged() -> bool:
+        degraded = condition(given, "shop", "Degraded")
+        assert degraded["status"] == "False", degraded
+        return True
+
+    eventually(judged, timeout=60)
+    degraded = condition(given, "shop", "Degraded")
+    assert (degraded["reason"], degraded["message"]) == ("MetricsHealthy", "v1: monitoring metrics within bounds")
+    assert given.status("shop")["monitoring"]["consecutiveNoData"] == 0
+    assert events_of(given, "shop", "MetricsHealthy"), "leaving NoData is an event too"
+    assert len(events_of(given, "shop", "NoData")) == 1, "NoData was said once"
+    eventually(lambda: telemetry.get_sample_value("modelops_monitoring_no_data", ids) == 0, timeout=10)
+
+
 def test_a_gate_comparison_without_a_baseline_is_reported_as_not_done(given: Given) -> None:
     """Given v1, the first version, whose gate compares accuracy with the stable version: there is no baseline, so
     the gate passes on its threshold alone and its status and event say that the comparison was not made. When v2's

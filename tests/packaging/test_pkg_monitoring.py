@@ -109,19 +109,23 @@ def test_promtool_rule_unit_tests() -> None:
     run(PROMTOOL, "test", "rules", str(RULE_TESTS))
 
 
-def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
-    """Dropping the `for:` of ModelDegraded must break its unit test (the blip would fire)."""
+@pytest.mark.parametrize("alert", ["ModelDegraded", "ModelMonitoringNoData"])
+def test_rule_unit_tests_can_fail(tmp_path: Path, alert: str) -> None:
+    """Dropping the `for:` of an alert must break its unit test (the blip would fire)."""
     rules = yaml.safe_load(RULES.read_text())
+    dropped = 0
     for group in rules["groups"]:
         for rule in group["rules"]:
-            if rule.get("alert") == "ModelDegraded":
+            if rule.get("alert") == alert:
                 del rule["for"]
+                dropped += 1
+    assert dropped == 1, f"no alert {alert} in {RULES}"
     (tmp_path / "tests").mkdir()
     (tmp_path / "modelops.rules.yaml").write_text(yaml.safe_dump(rules))
     shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
     proc = run(PROMTOOL, "test", "rules", str(tmp_path / "tests" / RULE_TESTS.name), check=False)
     assert proc.returncode != 0
-    assert "ModelDegraded" in proc.stdout + proc.stderr
+    assert alert in proc.stdout + proc.stderr
 
 
 def test_every_alert_has_a_unit_test() -> None:
@@ -136,6 +140,7 @@ def test_every_alert_has_a_unit_test() -> None:
         "ModelRolledBack",
         "ModelRolloutStuck",
         "ModelDegraded",
+        "ModelMonitoringNoData",
         "ModelOpsOperatorDown",
         "ModelOpsReconcileErrors",
     } <= alerts

@@ -166,6 +166,28 @@ def test_phase_moves_and_degraded_follows_the_condition() -> None:
     phases = [v for (n, labels), v in samples(t).items() if n == "modelops_rollout_phase"]
     assert sorted(phases) == [0.0] * (len(phases) - 1) + [1.0]
     assert value(t, "modelops_degraded", **ids) == 1
+    assert value(t, "modelops_monitoring_no_data", **ids) == 0
+
+
+@pytest.mark.parametrize(
+    ("condition", "degraded", "no_data"),
+    [
+        (Condition(type="Degraded", status="Unknown", reason="NoData"), 0, 1),
+        (Condition(type="Degraded", status="True", reason="MetricsDegraded"), 1, 0),
+        (Condition(type="Degraded", status="False", reason="MetricsHealthy"), 0, 0),
+        (None, 0, 0),
+    ],
+)
+def test_no_data_follows_the_degraded_condition_unknown_for_want_of_data(
+    condition: Condition | None, degraded: int, no_data: int
+) -> None:
+    t = Telemetry()
+    t.observe_deployment(NS, NAME, status(phase="Promoted", conditions=[condition] if condition else []))
+    ids = {"namespace": NS, "name": NAME}
+    assert (value(t, "modelops_degraded", **ids), value(t, "modelops_monitoring_no_data", **ids)) == (
+        degraded,
+        no_data,
+    ), condition
 
 
 def test_series_no_longer_in_status_or_spec_are_removed() -> None:

@@ -314,7 +314,11 @@ class Approval(ApiModel):
 class MonitoringSpec(ApiModel):
     interval: Duration = "5m"
     degraded_after: int = Field(
-        default=3, ge=1, le=1000, description="failed checks in a row before the model is Degraded"
+        default=3,
+        ge=1,
+        le=1000,
+        description="failed checks in a row before the model is Degraded (and checks without data in a row before"
+        " Degraded is Unknown, reason NoData)",
     )
     metrics: list[Metric] = Field(
         default_factory=list,
@@ -470,6 +474,11 @@ class ApprovalStatus(ApiModel):
 class MonitoringStatus(ApiModel):
     last_check_at: datetime | None = None
     consecutive_failures: int = 0
+    consecutive_no_data: int = Field(
+        default=0,
+        description="checks in a row that could not be judged (a metric without data or its query failing);"
+        " degradedAfter of them set Degraded=Unknown (NoData)",
+    )
     metrics: list[MetricStatus] = Field(default_factory=list)
 
 

@@ -43,12 +43,15 @@ def degradation(metric_improves_upwards: bool, candidate: float, stable: float) 
     return stable - candidate if metric_improves_upwards else candidate - stable
 
 
-def judge_metric(metric: Metric, candidate: Reading, stable: Reading | None, now: datetime) -> MetricStatus:
+def judge_metric(
+    metric: Metric, candidate: Reading, stable: Reading | None, now: datetime, *, subject: str = "candidate"
+) -> MetricStatus:
     """The verdict on one metric's reading for the candidate (or, in monitoring, the stable version).
 
     ``stable`` is only used when the metric has a ``baseline``: the candidate fails when it is worse than the
     stable version by more than ``maxDegradation``; when the stable reading is missing the check cannot be made
-    and the verdict is that reading's (NoData or Error).
+    and the verdict is that reading's (NoData or Error). ``subject`` names the reading in the message of a
+    missing one (``candidate: no data``; monitoring passes the metric's name).
     """
     status = MetricStatus(
         name=metric.name,
@@ -59,7 +62,7 @@ def judge_metric(metric: Metric, candidate: Reading, stable: Reading | None, now
         at=now,
     )
     if not candidate.available or candidate.value is None:
-        status.verdict, status.message = _unavailable(candidate, "candidate")
+        status.verdict, status.message = _unavailable(candidate, subject)
         return status
     value = candidate.value
     status.value = value

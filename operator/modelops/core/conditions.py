@@ -68,6 +68,8 @@ class Reason(StrEnum):
     # monitoring
     METRICS_HEALTHY = "MetricsHealthy"
     METRICS_DEGRADED = "MetricsDegraded"
+    #: Degraded=Unknown: degradedAfter monitoring checks in a row had a metric without data (or a failed query)
+    NO_DATA = "NoData"
     NO_MONITORING = "NoMonitoring"
     # retraining
     RETRAINING_STARTED = "RetrainingStarted"

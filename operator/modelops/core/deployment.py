@@ -676,20 +676,34 @@ class _Tick:
         if mon is None or not monitoring_due(self.spec, st, self.now):
             return
         results = [
-            judge_metric(m, self.obs.monitoring.get(m.name, Reading.no_data("not observed")), None, self.now)
+            judge_metric(
+                m, self.obs.monitoring.get(m.name, Reading.no_data("not observed")), None, self.now, subject=m.name
+            )
             for m in mon.metrics
         ]
-        st.monitoring.metrics = results
-        st.monitoring.last_check_at = self.now
+        m = st.monitoring
+        m.metrics = results
+        m.last_check_at = self.now
+        # A check without data (or with a failed query) is neither a failure nor a pass: it leaves the failures as
+        # they were and is counted on its own; a check that judged every metric ends a run of those.
         outcome = check_outcome(results)
+        if outcome == CheckOutcome.UNAVAILABLE:
+            m.consecutive_no_data += 1
+            return
+        m.consecutive_no_data = 0
         if outcome == CheckOutcome.FAIL:
-            st.monitoring.consecutive_failures += 1
-        elif outcome == CheckOutcome.PASS:
-            st.monitoring.consecutive_failures = 0
+            m.consecutive_failures += 1
+        else:
+            m.consecutive_failures = 0
 
     def degraded(self) -> bool:
         mon = self.spec.monitoring
         return mon is not None and self.st.monitoring.consecutive_failures >= mon.degraded_after
+
+    def without_data(self) -> bool:
+        """As many checks in a row without data as would have degraded the model: it cannot be judged."""
+        mon = self.spec.monitoring
+        return mon is not None and self.st.monitoring.consecutive_no_data >= mon.degraded_after
 
     # ---------------------------------------------------------------------------------- retraining
 
@@ -812,16 +826,42 @@ class _Tick:
         was = get_condition(self.before.conditions, ConditionType.DEGRADED)
         if mon is None or not mon.metrics or st.stable_version is None:
             return set_condition(cs, ConditionType.DEGRADED, "False", Reason.NO_MONITORING, "no monitoring", now, gen)
-        failing = summary(st.monitoring.metrics, Verdict.FAIL)
+        m, version, after = st.monitoring, st.stable_version, mon.degraded_after
+        failing = summary(m.metrics, Verdict.FAIL)
+        missing = summary(m.metrics, Verdict.NO_DATA, Verdict.ERROR)
+        no_data = f"no data in {_checks(m.consecutive_no_data)} in a row"
         if self.degraded():
-            message = f"{st.stable_version}: {st.monitoring.consecutive_failures} failed checks in a row: {failing}"
+            message = f"{version}: {_checks(m.consecutive_failures, 'failed')} in a row" + (
+                f": {failing}" if failing else ""
+            )
+            if m.consecutive_no_data:
+                message += f"; since then {no_data}: {missing}"
             if was is None or was.status != "True":
                 self.event("Warning", Reason.METRICS_DEGRADED, message)
             return set_condition(cs, ConditionType.DEGRADED, "True", Reason.METRICS_DEGRADED, message, now, gen)
-        message = f"{st.stable_version}: monitoring metrics within bounds"
-        if was is not None and was.status == "True":
+        if self.without_data():
+            message = f"{version}: cannot be judged, {no_data} (degradedAfter {after}): {missing}"
+            if was is None or (was.status, was.reason) != ("Unknown", Reason.NO_DATA):
+                self.event("Warning", Reason.NO_DATA, message)
+            return set_condition(cs, ConditionType.DEGRADED, "Unknown", Reason.NO_DATA, message, now, gen)
+        if m.last_check_at is None:
+            message = f"{version}: no monitoring check yet"
+        elif m.consecutive_no_data:
+            message = f"{version}: {no_data} (Unknown after {after}): {missing}"
+        elif m.consecutive_failures:
+            message = (
+                f"{version}: {_checks(m.consecutive_failures, 'failed')} in a row (Degraded after {after}): {failing}"
+            )
+        else:
+            message = f"{version}: monitoring metrics within bounds"
+        if was is not None and was.status != "False":  # no longer degraded, or judged again: said once, as it is
             self.event("Normal", Reason.METRICS_HEALTHY, message)
         return set_condition(cs, ConditionType.DEGRADED, "False", Reason.METRICS_HEALTHY, message, now, gen)
+
+
+def _checks(n: int, kind: str = "") -> str:
+    """``3 checks``, ``1 failed check``."""
+    return f"{n} {kind + ' ' if kind else ''}check{'' if n == 1 else 's'}"
 
 
 def job_failure(result: JobResult) -> str:

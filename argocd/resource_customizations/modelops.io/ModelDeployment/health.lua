@@ -2,7 +2,9 @@
 -- Healthy: the version in the spec serves all traffic (Promoted) and monitoring finds it fine.
 -- Progressing: gates or canary analysis running, or the operator has not yet seen the latest spec.
 -- Suspended: the rollout is paused (by request, or waiting for approvals).
--- Degraded: invalid spec, gates failed, rolled back (the spec's version is not running), or condition Degraded.
+-- Degraded: invalid spec, gates failed, rolled back (the spec's version is not running), or condition Degraded
+-- True, or Unknown (NoData: monitoring had no data for degradedAfter checks in a row, so nobody can say the model is
+-- fine; it is not Progressing either, since it does not resolve by itself).
 local hs = {}
 
 local function condition(status, ctype)
@@ -76,6 +78,11 @@ if phase == "Promoted" then
   if degraded ~= nil and degraded.status == "True" then
     hs.status = "Degraded"
     hs.message = "Model degraded: " .. (degraded.message or degraded.reason or "")
+    return hs
+  end
+  if degraded ~= nil and degraded.status == "Unknown" then
+    hs.status = "Degraded"
+    hs.message = "Model health unknown (" .. (degraded.reason or "Unknown") .. "): " .. (degraded.message or "")
     return hs
   end
   hs.status = "Healthy"
