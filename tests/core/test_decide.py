@@ -826,6 +826,18 @@ CASES = {
         actions=[],
         events=("RetrainingFailed",),
     ),
+    "retraining_job_that_refused_an_oversized_result_fails_with_its_error": Case(
+        promoted(observed_generation=2, retraining=RetrainingStatus(phase="Running", job_name="rt")),
+        spec=SPEC_V1,
+        obs=obs(retraining=JobResult(JobState.FAILED, {"error": OVERSIZED_ERROR}, "BackoffLimitExceeded", "rt")),
+        phase=Phase.PROMOTED,
+        actions=[],
+        events=("RetrainingFailed",),
+        check=lambda d: (
+            (d.status.retraining.phase, d.status.retraining.message)
+            == ("Failed", f"job failed: {OVERSIZED_ERROR} (BackoffLimitExceeded)")
+        ),
+    ),
     "retraining_past_its_timeout_is_stopped": Case(
         promoted(
             observed_generation=2,
