@@ -41,6 +41,7 @@ HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 BASE_FILES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("namespace.yaml", ("Namespace",)),
     ("rbac.yaml", ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")),
+    ("requests.yaml", ("ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")),
     ("service.yaml", ("Service",)),
     ("deployment.yaml", ("Deployment",)),
 )

@@ -36,6 +36,8 @@ NOT_GRANTED: list[Triple] = [
     ("modelops.io", "modeldeployments", "create"),
     ("modelops.io", "modeldeployments", "update"),
     ("modelops.io", "modelretirements", "delete"),
+    ("modelops.io", "modelrequests", "create"),
+    ("modelops.io", "modelrequests", "delete"),
     ("apps", "deployments", "deletecollection"),
     ("apps", "replicasets", "delete"),
     ("batch", "jobs", "patch"),

@@ -28,6 +28,7 @@ from modelops.api.deployment import (
 )
 from modelops.core import (
     Action,
+    AnswerRequest,
     DeleteJob,
     DeleteWorkload,
     DeploymentObservations,
@@ -40,6 +41,7 @@ from modelops.core import (
     SetWeights,
     StartGateJob,
     StartRetrainingJob,
+    annotation_request,
     decide,
     get_condition,
     mark_invalid_spec,
@@ -132,6 +134,15 @@ def degraded_is(d: Decision, status: str, reason: str, *message: str, absent: st
 def degraded(**kw: Any) -> ModelDeploymentStatus:
     cond = Condition(type="Degraded", status="True", reason="MetricsDegraded", last_transition_time=T0 - DAY)
     return promoted(monitoring=monitoring(3), conditions=[cond], **kw)
+
+
+def named(action: str, name: str, team: str = "", by: str = "") -> ManualRequest:
+    """A request as a ModelRequest object gives it: its name, and its uid as id."""
+    return ManualRequest(id=f"uid-{name}", name=name, action=action, team=team, by=by)
+
+
+def answers(d: Decision) -> list[tuple[str, bool, str]]:
+    return [(a.name, a.applied, a.message) for a in d.actions if isinstance(a, AnswerRequest)]
 
 
 @dataclass
@@ -612,6 +623,68 @@ CASES = {
         events=("RequestRejected",),
         check=lambda d: d.status.last_request is not None and "not JSON" in d.status.last_request.result,
     ),
+    "two_approvals_in_the_same_tick_are_both_applied_and_each_answered": Case(
+        progressing(1, phase=Phase.PAUSED),
+        obs=obs(
+            requests=(
+                named("approve", "a-risk", team="risk", by="rita"),
+                named("approve", "a-legal", team="legal", by="lee"),
+            )
+        ),
+        spec=APPROVALS,
+        at=2 * MIN,
+        events=("RequestAccepted", "RequestAccepted"),
+        check=lambda d: (
+            [(a.team, a.by) for a in d.status.approvals] == [("risk", "rita"), ("legal", "lee")]
+            and answers(d) == [("a-risk", True, "risk approved v2"), ("a-legal", True, "legal approved v2")]
+            and [r.name for r in d.status.requests] == ["a-risk", "a-legal"]
+        ),
+    ),
+    "an_abort_racing_a_promote_applies_the_older_and_refuses_the_other": Case(
+        progressing(1),
+        obs=obs(requests=(named("abort", "r-abort"), named("promote", "r-promote"))),
+        phase=Phase.ROLLED_BACK,
+        events=("RequestAccepted", "RequestRejected"),
+        check=lambda d: (
+            answers(d)
+            == [
+                ("r-abort", True, "rollout of v2 aborted"),
+                ("r-promote", False, "cannot promote in phase RolledBack"),
+            ]
+        ),
+    ),
+    "a_request_recorded_but_not_answered_is_answered_again_without_being_applied_twice": Case(
+        progressing(
+            1,
+            phase=Phase.PAUSED,
+            approvals=[ApprovalStatus(team="risk", approved_at=T0, by="rita")],
+            requests=[
+                RequestRecord(
+                    id="uid-a-risk",
+                    name="a-risk",
+                    action="approve",
+                    by="rita",
+                    accepted=True,
+                    result="Accepted: risk approved v2",
+                )
+            ],
+        ),
+        obs=obs(requests=(named("approve", "a-risk", team="risk", by="rita"),)),
+        spec=APPROVALS,
+        at=2 * MIN,
+        phase=Phase.PAUSED,
+        actions=[AnswerRequest("a-risk", True, "risk approved v2")],
+        check=lambda d: len(d.status.approvals) == 1 and not {"RequestAccepted", "RequestRejected"} & set(events(d)),
+    ),
+    "a_request_in_the_retired_annotation_is_refused_with_what_to_do_instead": Case(
+        progressing(1),
+        obs=obs(requests=tuple(filter(None, [annotation_request('{"id": "x1", "action": "promote"}')]))),
+        at=10 * timedelta(seconds=1),
+        phase=Phase.PROGRESSING,
+        actions=[],
+        events=("RequestRejected",),
+        check=lambda d: d.status.last_request is not None and "create a ModelRequest" in d.status.last_request.result,
+    ),
     "retry_after_a_rollback_restarts_from_the_gates": Case(
         progressing(None, phase=Phase.ROLLED_BACK),
         obs=obs(requests=(request("retry"),)),
@@ -895,7 +968,9 @@ def test_transition(case: Case) -> None:
     if case.check is not None:
         assert case.check(decision), decision.status.model_dump(exclude_defaults=True)
     again = decide(_spec(case.spec), meta(case.generation), decision.status, case.obs, T0 + case.at)
-    assert non_events(again) == [] or (case.obs.route_matches is False or case.obs.workloads is not None)
+    # A request still seen pending (its answer not back through the watch yet) is answered again, never re-applied.
+    redone = [a for a in non_events(again) if not isinstance(a, AnswerRequest)]
+    assert redone == [] or (case.obs.route_matches is False or case.obs.workloads is not None)
     assert again.status == decision.status
 
 

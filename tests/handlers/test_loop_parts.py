@@ -226,6 +226,7 @@ class Deletion:
                 name="shop",
                 retirements_by_target={},
                 workloads_by_owner={},
+                requests_by_target={},
             )
         )
 

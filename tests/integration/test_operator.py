@@ -23,13 +23,18 @@ from modelops.adapters.kube import (
     HTTPROUTES,
     JOBS,
     MODELDEPLOYMENTS,
+    MODELREQUESTS,
     MODELRETIREMENTS,
     PODS,
     SERVICES,
     VIRTUALSERVICES,
     Obj,
+    Resource,
+    RestKubeApi,
 )
 from modelops.adapters.kube import EVENTS as KUBE_EVENTS
+from modelops.cli.plugin_view import request_body
+from modelops.sandbox.install import SANDBOX_APPROVERS
 from plugins.cluster import KubeCluster, RequestLog
 
 from .live import MODEL_SERVER, Cluster, eventually
@@ -793,3 +798,71 @@ def test_a_candidate_that_never_becomes_ready_gets_no_traffic_and_is_rolled_back
     assert all(w == {"v1": 100} for w in weights), f"no traffic ever moved to v2: {weights}"
     eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v2") is None, timeout=30)
     assert given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is not None, "the stable version keeps serving"
+
+
+EVENTS = Resource("", "v1", "events", "Event")
+
+
+def test_requests_fired_together_are_each_applied_or_refused_with_an_event(given: Given) -> None:
+    """Two teams approve within the same instant while someone pauses and someone else promotes: four ModelRequests,
+    each answered in its status (Applied or Refused, with the operator's message) and named in an Event, none lost;
+    the approvals record the names the API server authenticated (each approver a member of the team's group)."""
+    kube = given.cluster.kube
+    r = route(given.router, "duo")
+    assert r is not None
+    given.api.create(r[0], given.ns, r[1])
+    given.errors("v1", 0.0)
+    body = model_deployment("duo", "v1", given.router, given.metric)
+    body["spec"]["approvals"] = [{"team": "risk"}, {"team": "product"}]
+    body["spec"]["rollout"]["steps"] = [{"weight": 10, "pause": "1s"}, {"weight": 100}]
+    given.api.create(MODELDEPLOYMENTS, given.ns, body)
+    eventually(lambda: given.status("duo").get("phase") == "Promoted", timeout=90)
+    given.errors("v2", 0.0)
+    given.new_version("duo", "v2")
+    eventually(lambda: given.status("duo").get("phase") == "Paused", timeout=90)
+
+    md = given.md("duo")
+    clients = []
+    asks: list[tuple[Any, dict[str, Any]]] = []
+    for user, team in (("rita", "risk"), ("pat", "product")):
+        kubeconfig = kube.cluster.user_kubeconfig(f"it-{user}", user, SANDBOX_APPROVERS[team])
+        kube.cluster.kubectl("create", "rolebinding", f"{user}-edit", "--clusterrole=edit", f"--user={user}",
+                             f"--namespace={given.ns}")  # fmt: skip
+        client = kube.client(kubeconfig)
+        clients.append(client)
+        asks.append((RestKubeApi(client), request_body(md, "approve", user, team)))
+    asks += [(given.api, request_body(md, "pause", None)), (given.api, request_body(md, "promote", None))]
+    start = threading.Barrier(len(asks))
+    made: list[str] = []
+
+    def ask(api: Any, request: dict[str, Any]) -> None:
+        start.wait(10)
+        made.append(api.create(MODELREQUESTS, given.ns, request)["metadata"]["name"])
+
+    threads = [threading.Thread(target=ask, args=a) for a in asks]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for client in clients:
+            client.close()
+    assert len(made) == 4, made
+
+    def answered() -> dict[str, dict[str, Any]]:
+        out = {n: (given.api.get(MODELREQUESTS, given.ns, n) or {}).get("status") or {} for n in made}
+        assert all(s.get("phase") in ("Applied", "Refused") for s in out.values()), out
+        return out
+
+    answers = eventually(answered, timeout=60)
+    verdicts = ("RequestAccepted", "RequestRejected")
+    events = [e["message"] for e in given.api.list(EVENTS, given.ns)
+              if e["involvedObject"]["name"] == "duo" and e["reason"] in verdicts]  # fmt: skip
+    for name, status in answers.items():
+        assert any(f"(ModelRequest {name})" in m for m in events), (name, events)
+        assert status["message"], status
+    approvals = {a["team"]: a["by"] for a in given.status("duo")["approvals"]}
+    assert approvals == {"risk": "rita", "product": "pat"}
+    recorded = {r["name"] for r in given.status("duo")["requests"]}
+    assert set(made) <= recorded

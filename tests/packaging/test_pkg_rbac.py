@@ -194,7 +194,8 @@ def test_bound_roles_follows_bindings() -> None:
 NAMESPACED_USE = [
     *[(v, "modelops.io", "modeldeployments", "") for v in ("get", "list", "watch", "patch", "delete")],
     *[(v, "modelops.io", "modelretirements", "") for v in ("get", "list", "watch", "patch")],
-    *[("patch", "modelops.io", r, "status") for r in ("modeldeployments", "modelretirements")],
+    *[(v, "modelops.io", "modelrequests", "") for v in ("list", "watch")],
+    *[("patch", "modelops.io", r, "status") for r in ("modeldeployments", "modelretirements", "modelrequests")],
     *[(v, "apps", "deployments", "") for v in ("get", "list", "watch", "create", "patch", "delete")],
     *[(v, "", "services", "") for v in ("get", "list", "create", "patch", "delete")],
     *[(v, "batch", "jobs", "") for v in ("get", "list", "create", "delete")],

@@ -17,7 +17,7 @@ import yaml
 
 from integration.live import Cluster, eventually, forbidden
 from integration.test_operator import Given, model_deployment, route
-from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS
+from modelops.adapters.kube import MODELDEPLOYMENTS, MODELREQUESTS, MODELRETIREMENTS
 from plugins.cluster import KubeCluster
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,14 @@ class Kubectl:
         if check:
             assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done
+
+    def as_user(self, kube: KubeCluster, user: str, groups: list[str]) -> Kubectl:
+        """The same command as ``user`` in ``groups`` (a client certificate of the local cluster), an editor of the
+        namespace through Kubernetes' ``edit`` role (which the chart's roles extend to modelops objects)."""
+        kubeconfig = kube.cluster.user_kubeconfig(f"plugin-{user}", user, groups)
+        kube.cluster.kubectl("create", "rolebinding", f"{user}-edit", "--clusterrole=edit", f"--user={user}",
+                             f"--namespace={self.namespace}")  # fmt: skip
+        return Kubectl(Path(self.kubectl), kubeconfig, self.namespace)
 
     def fails(self, *args: str) -> str:
         """The one-line error of a command that must fail with exit code 1."""
@@ -126,14 +134,14 @@ def test_list_status_history_and_promote(given: Given, kubectl: Kubectl) -> None
     as_yaml = yaml.safe_load(kubectl("-o", "yaml", "status", "shop").stdout)
     assert as_yaml["status"]["candidateVersion"] == "v2"
 
-    promoted = kubectl("promote", "shop", "--by", "ana")
-    assert "promote accepted: v2 promoted" in promoted.stdout
+    promoted = kubectl("promote", "shop")
+    assert "promote applied: v2 promoted (shop-promote-" in promoted.stdout
     assert given.status("shop")["stableVersion"] == "v2"
-    assert given.status("shop")["lastRequest"]["by"] == "ana"
+    assert given.status("shop")["lastRequest"]["by"] == "admin"  # the name the API server authenticated
 
     history = kubectl("history", "shop").stdout
     assert any(line.split()[2:5] == ["rollout", "v2", "Promoted"] for line in history.splitlines()), history
-    assert any(line.split()[2:5] == ["request", "promote", "ana"] for line in history.splitlines()), history
+    assert any(line.split()[2:5] == ["request", "promote", "admin"] for line in history.splitlines()), history
     as_json = json.loads(kubectl("history", "shop", "-o", "json").stdout)
     assert [h["outcome"] for h in as_json["history"]] == ["Initial", "Promoted"]
 
@@ -145,15 +153,16 @@ def test_list_status_history_and_promote(given: Given, kubectl: Kubectl) -> None
 def test_pause_resume_abort_and_what_does_not_fit_the_phase(given: Given, kubectl: Kubectl) -> None:
     deploy(given, "shop", LONG_STEPS)
     rolling_out(given)
-    assert "pause accepted" in kubectl("pause", "shop").stdout
+    assert "pause applied" in kubectl("pause", "shop").stdout
     assert given.status("shop")["paused"] is True
     assert kubectl.fails("pause", "shop") == "error: shop: cannot pause: the rollout of v2 is already paused"
     resumed = json.loads(kubectl("resume", "shop", "-o", "json").stdout)
-    assert resumed["accepted"] is True
+    assert resumed["applied"] is True
     assert resumed["message"] == "rollout of v2 resumed"
-    assert resumed["id"].startswith("kubectl-")
+    assert resumed["request"].startswith("shop-resume-")
+    assert resumed["by"] == "admin"
     assert given.status("shop")["paused"] is False
-    assert "abort accepted: rollout of v2 aborted" in kubectl("abort", "shop").stdout
+    assert "abort applied: rollout of v2 aborted" in kubectl("abort", "shop").stdout
     assert given.status("shop")["phase"] == "RolledBack"
 
     assert kubectl.fails("promote", "shop") == (
@@ -161,17 +170,23 @@ def test_pause_resume_abort_and_what_does_not_fit_the_phase(given: Given, kubect
     )
     assert kubectl.fails("abort", "shop") == "error: shop: cannot abort: nothing is rolling out (phase RolledBack)"
     # sent anyway: the operator's own verdict is reported
-    assert kubectl.fails("promote", "shop", "--force") == (
-        "error: shop: the operator rejected promote: cannot promote in phase RolledBack"
-    )
+    refused = kubectl.fails("promote", "shop", "--force")
+    assert refused.startswith("error: shop: the operator refused promote (shop-promote-"), refused
+    assert refused.endswith("): cannot promote in phase RolledBack"), refused
     assert given.status("shop")["lastRequest"]["result"].startswith("Rejected")
+    name = refused.split("(", 1)[1].split(")", 1)[0]
+    answer = given.api.get(MODELREQUESTS, given.ns, name)
+    assert answer is not None
+    assert answer["status"]["phase"] == "Refused"
+    assert answer["status"]["message"] == "cannot promote in phase RolledBack"
 
     written = kubectl("retry", "shop", "--no-wait").stdout
-    assert written.startswith("modeldeployment.modelops.io/shop: retry requested (id kubectl-")
+    assert written.startswith("modelrequest.modelops.io/shop-retry-"), written
+    assert written.rstrip().endswith(" created: retry of shop"), written
     eventually(lambda: given.status("shop")["lastRequest"]["result"].startswith("Accepted"), timeout=30)
 
 
-def test_approve_while_watching(given: Given, kubectl: Kubectl) -> None:
+def test_approve_while_watching(given: Given, kubectl: Kubectl, kube: KubeCluster) -> None:
     deploy(given, "shop", [{"weight": 10, "pause": "1s"}, {"weight": 100}], approvals=["risk"])
     given.errors("v2", 0.0)
     given.new_version("shop", "v2")
@@ -190,7 +205,14 @@ def test_approve_while_watching(given: Given, kubectl: Kubectl) -> None:
         assert kubectl.fails("promote", "shop") == "error: shop: cannot promote: awaiting approval from risk"
         status = kubectl("status", "shop").stdout
         assert any(line.split()[:2] == ["risk", "waiting"] for line in status.splitlines()), status
-        assert "risk approved v2" in kubectl("approve", "shop", "--team", "risk", "--by", "rita").stdout
+        # The admin may do anything RBAC covers, but it is not in the risk team's group: the API server's
+        # admission policy refuses its approval, in its own words.
+        refused = kubectl.fails("approve", "shop", "--team", "risk")
+        assert refused.startswith("error: shop: the API server refused the approve: "), refused
+        assert "admin may not approve for team risk: approvers are members of risk-approvers" in refused, refused
+        assert given.status("shop").get("approvals", []) == []
+        rita = kubectl.as_user(kube, "rita", ["risk-approvers"])
+        assert "risk approved v2" in rita("approve", "shop", "--team", "risk").stdout
         out, err = watch.communicate(timeout=55)
     finally:
         watch.kill()

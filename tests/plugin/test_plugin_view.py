@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from modelops.api import ModelDeploymentSpec, ModelDeploymentStatus
+from modelops.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelRequest
 from modelops.cli.plugin_view import (
     check_request,
     history_rows,
     list_rows,
-    request_patch,
-    request_result,
+    request_answer,
+    request_body,
     retirement_body,
     status_text,
     step_text,
@@ -147,21 +147,19 @@ def test_approvals_gate_approve_and_promote() -> None:
     )
 
 
-def test_a_request_is_json_in_the_annotation_and_its_verdict_is_found_by_id() -> None:
-    patch = request_patch("promote", "kubectl-1", "ana")
-    assert json.loads(patch["metadata"]["annotations"]["modelops.io/request"]) == {
-        "id": "kubectl-1",
-        "action": "promote",
-        "by": "ana",
-    }
-    records = [
-        {"id": "old", "action": "pause", "result": "Accepted: rollout of v2 paused"},
-        {"id": "kubectl-1", "action": "promote", "result": "Rejected: awaiting approval from risk"},
+def test_a_request_is_a_model_request_owned_by_its_deployment_and_its_answer_is_read_from_its_status() -> None:
+    md = {"metadata": {"name": "shop", "uid": "u-7", "namespace": "ns"}}
+    body = request_body(md, "approve", "ana", "risk", "reviewed the fairness report")
+    request = ModelRequest.model_validate({**body, "metadata": {**body["metadata"], "name": "shop-approve-x1"}})
+    assert (request.spec.model_deployment, request.spec.action, request.spec.team) == ("shop", "approve", "risk")
+    assert (request.spec.requested_by, request.spec.reason) == ("ana", "reviewed the fairness report")
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "modelops.io/v1alpha1", "kind": "ModelDeployment", "name": "shop", "uid": "u-7"}
     ]
-    st = status("Progressing", requests=records, lastRequest=records[-1])
-    assert request_result(st, "kubectl-1") == (False, "awaiting approval from risk")
-    assert request_result(st, "old") == (True, "rollout of v2 paused")
-    assert request_result(st, "kubectl-2") is None
+    assert "requestedBy" not in request_body(md, "promote", None)["spec"]
+    assert request_answer({"status": {"phase": "Applied", "message": "v2 promoted"}}) == (True, "v2 promoted")
+    assert request_answer({"status": {"phase": "Refused", "message": "no"}}) == (False, "no")
+    assert request_answer({"metadata": {"name": "x"}}) is None
 
 
 def test_a_retirement_is_validated_before_it_is_sent() -> None:

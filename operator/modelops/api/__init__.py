@@ -1,4 +1,5 @@
-"""The API of modelops: pydantic models of ``ModelDeployment`` and ``ModelRetirement`` (group ``modelops.io``)."""
+"""The API of modelops: pydantic models of ``ModelDeployment``, ``ModelRetirement`` and ``ModelRequest`` (group
+``modelops.io``)."""
 
 from .common import (
     API_VERSION,
@@ -37,6 +38,7 @@ from .deployment import (
     Verdict,
 )
 from .errors import describe, field_path
+from .request import ModelRequest, ModelRequestSpec, ModelRequestStatus, RequestAction, RequestPhase
 from .retirement import (
     ModelRetirement,
     ModelRetirementSpec,
@@ -68,6 +70,9 @@ __all__ = [
     "ModelDeployment",
     "ModelDeploymentSpec",
     "ModelDeploymentStatus",
+    "ModelRequest",
+    "ModelRequestSpec",
+    "ModelRequestStatus",
     "ModelRetirement",
     "ModelRetirementSpec",
     "ModelRetirementStatus",
@@ -75,6 +80,8 @@ __all__ = [
     "ObjectMeta",
     "Phase",
     "RemovedObject",
+    "RequestAction",
+    "RequestPhase",
     "RequestRecord",
     "RetirementPhase",
     "RetrainingStatus",

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from .common import GROUP, VERSION
 from .deployment import ModelDeploymentSpec, ModelDeploymentStatus
+from .request import ModelRequestSpec, ModelRequestStatus
 from .retirement import ModelRetirementSpec, ModelRetirementStatus
 
 JSONDict = dict[str, Any]
@@ -151,7 +152,7 @@ def _crd(
 
 
 def crds() -> dict[str, JSONDict]:
-    """File name -> CRD, for both kinds."""
+    """File name -> CRD, for each kind."""
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     return {
         "modelops.io_modeldeployments.yaml": _crd(
@@ -180,6 +181,23 @@ def crds() -> dict[str, JSONDict]:
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Target", "type": "string", "jsonPath": ".spec.modelDeployment"},
                 {"name": "Replacement", "type": "string", "jsonPath": ".spec.replacement"},
+                age,
+            ],
+        ),
+        "modelops.io_modelrequests.yaml": _crd(
+            kind="ModelRequest",
+            plural="modelrequests",
+            short_names=["mreq"],
+            spec=ModelRequestSpec,
+            status=ModelRequestStatus,
+            description="One manual request to a ModelDeployment (promote, abort, pause, resume, approve, retry).",
+            columns=[
+                {"name": "Deployment", "type": "string", "jsonPath": ".spec.modelDeployment"},
+                {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
+                {"name": "Team", "type": "string", "jsonPath": ".spec.team"},
+                {"name": "By", "type": "string", "jsonPath": ".spec.requestedBy"},
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
                 age,
             ],
         ),

@@ -505,10 +505,13 @@ class HistoryEntry(ApiModel):
 
 
 class RequestRecord(ApiModel):
-    id: str
+    id: str = Field(description="the ModelRequest's uid")
+    #: the ModelRequest's name
+    name: str = ""
     action: str
     by: str = ""
     at: datetime | None = None
+    accepted: bool | None = None
     result: str = ""
 
 

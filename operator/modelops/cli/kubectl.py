@@ -1,15 +1,14 @@
 """The kubectl plugin ``kubectl modelops`` (console script ``kubectl-modelops``; kubectl finds it on PATH).
 
 Inspect (``list``, ``status``, ``history``, ``watch``) and act without editing the spec (``promote``, ``abort``,
-``pause``, ``resume``, ``approve``, ``retry``: a request in the ``modelops.io/request`` annotation that the operator
-consumes; ``retire``: a ModelRetirement). This module is the I/O half: the kubeconfig, the API calls, waiting; the
-rules and the output are pure functions in :mod:`modelops.cli.plugin_view`.
+``pause``, ``resume``, ``approve``, ``retry``: a ModelRequest, carrying the user name the API server authenticates,
+that the operator answers; ``retire``: a ModelRetirement). This module is the I/O half: the kubeconfig, the API
+calls, waiting; the rules and the output are pure functions in :mod:`modelops.cli.plugin_view`.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
@@ -19,7 +18,15 @@ from typing import Any
 
 import yaml
 
-from modelops.adapters.kube import MODELDEPLOYMENTS, MODELRETIREMENTS, KubeApi, KubeApiError, Resource, RestKubeApi
+from modelops.adapters.kube import (
+    MODELDEPLOYMENTS,
+    MODELREQUESTS,
+    MODELRETIREMENTS,
+    KubeApi,
+    KubeApiError,
+    Resource,
+    RestKubeApi,
+)
 
 from .plugin_view import (
     FINAL_PHASES,
@@ -27,11 +34,10 @@ from .plugin_view import (
     check_request,
     history_rows,
     list_rows,
-    new_request_id,
     parse_spec,
     parse_status,
-    request_patch,
-    request_result,
+    request_answer,
+    request_body,
     retirement_body,
     status_text,
     watch_line,
@@ -39,6 +45,7 @@ from .plugin_view import (
 )
 
 ACTIONS = ("promote", "abort", "pause", "resume", "approve", "retry")
+SELFSUBJECTREVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview")
 
 
 def now() -> datetime:
@@ -179,33 +186,54 @@ def cmd_request(args: argparse.Namespace, api: KubeApi, namespace: str) -> int:
     problem = check_request(action, parse_status(obj), parse_spec(obj), team)
     if problem is not None and not args.force:
         raise PluginError(f"{args.name}: {problem}")
-    request_id = new_request_id()
-    by = args.by or _whoami()
+    by = whoami(api)
+    if by is None and action == "approve":
+        raise PluginError("cannot approve: the API server did not say who you are (SelfSubjectReview refused)")
     try:
-        api.patch(MODELDEPLOYMENTS, namespace, args.name, request_patch(action, request_id, by, team))
+        created = api.create(MODELREQUESTS, namespace, request_body(obj, action, by, team, args.reason or ""))
     except KubeApiError as exc:
-        raise _api_error(exc, f'modeldeployment "{args.name}"', namespace) from exc
+        if exc.status in (400, 403, 422):  # RBAC, or the admission policy on who may ask what: its own words
+            raise PluginError(f"{args.name}: the API server refused the {action}: {exc.message}") from exc
+        raise _api_error(exc, "modelrequests", namespace) from exc
+    request = str(created["metadata"]["name"])
     if args.no_wait:
-        print(f"modeldeployment.modelops.io/{args.name}: {action} requested (id {request_id})")
+        print(f"modelrequest.modelops.io/{request} created: {action} of {args.name}")
         return 0
     deadline = time.monotonic() + args.timeout
     while True:
-        result = request_result(parse_status(_get(api, namespace, args.name)), request_id)
-        if result is not None:
-            accepted, message = result
-            if not accepted:
-                raise PluginError(f"{args.name}: the operator rejected {action}: {message}")
+        try:
+            current = api.get(MODELREQUESTS, namespace, request) or {}
+        except KubeApiError as exc:
+            raise _api_error(exc, f'modelrequest "{request}"', namespace) from exc
+        answer = request_answer(current)
+        if answer is not None:
+            applied, message = answer
+            if not applied:
+                raise PluginError(f"{args.name}: the operator refused {action} ({request}): {message}")
             if args.output in ("json", "yaml"):
-                _emit({"id": request_id, "action": action, "accepted": True, "message": message}, args.output)
+                _emit({"request": request, "action": action, "by": by, "applied": True, "message": message},
+                      args.output)  # fmt: skip
             else:
-                print(f"modeldeployment.modelops.io/{args.name}: {action} accepted: {message}")
+                print(f"modeldeployment.modelops.io/{args.name}: {action} applied: {message} ({request})")
             return 0
         if time.monotonic() >= deadline:
             raise PluginError(
-                f"{args.name}: {action} requested (id {request_id}) but the operator did not act on it within "
+                f"{args.name}: {action} requested ({request}) but the operator did not answer within "
                 f"{args.timeout:g}s: is it running?"
             )
         time.sleep(0.2)
+
+
+def whoami(api: KubeApi) -> str | None:
+    """The user name the API server authenticates these credentials as (a SelfSubjectReview, as ``kubectl auth
+    whoami``); None when it refuses to say."""
+    try:
+        review = api.create(SELFSUBJECTREVIEWS, "", {"apiVersion": "authentication.k8s.io/v1",
+                                                    "kind": "SelfSubjectReview"})  # fmt: skip
+    except KubeApiError:
+        return None
+    name = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+    return str(name) if name else None
 
 
 def cmd_retire(args: argparse.Namespace, api: KubeApi, namespace: str) -> int:
@@ -243,13 +271,6 @@ def cmd_retire(args: argparse.Namespace, api: KubeApi, namespace: str) -> int:
     else:
         print(f"modelretirement.modelops.io/{retirement} created")
     return 0
-
-
-def _whoami() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "kubectl-modelops"
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -315,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-wait", action="store_true", help="write the request and return")
         p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the operator's verdict")
         p.add_argument("--force", action="store_true", help="send even when it does not fit the phase seen here")
-        p.add_argument("--by", default=None, help="who asks (default: the local user name)")
+        p.add_argument("--reason", default=None, help="why, kept in the ModelRequest")
         p.set_defaults(func=cmd_request)
 
     p = sub.add_parser("retire", parents=[common], help="schedule the retirement of a ModelDeployment")

@@ -6,10 +6,8 @@ unit-tested without a cluster; :mod:`modelops.cli.kubectl` only talks to the API
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,11 +16,12 @@ from modelops.api import (
     ModelDeploymentStatus,
     ModelRetirementSpec,
     Phase,
+    RequestPhase,
     format_duration,
     parse_duration,
 )
 from modelops.api.common import API_VERSION
-from modelops.core.requests import REQUEST_ANNOTATION, RequestAction
+from modelops.core.requests import RequestAction
 
 ROLLOUT_PHASES = frozenset({Phase.VALIDATING, Phase.PROGRESSING, Phase.PAUSED})
 LIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
@@ -113,33 +112,48 @@ def check_request(
 # ------------------------------------------------------------------------------------------- requests
 
 
-def new_request_id() -> str:
-    return "kubectl-" + secrets.token_hex(6)
+def request_body(
+    deployment: Mapping[str, Any], action: str, by: str | None, team: str = "", reason: str = ""
+) -> dict[str, Any]:
+    """A ModelRequest for ``deployment`` (the ModelDeployment as read), owned by it so that it goes with it.
 
-
-def request_patch(action: str, request_id: str, by: str, team: str = "") -> dict[str, Any]:
-    """The merge patch writing one request to the ``modelops.io/request`` annotation.
-
-    >>> request_patch("approve", "r1", "ana", "risk")["metadata"]["annotations"]["modelops.io/request"]
-    '{"id": "r1", "action": "approve", "team": "risk", "by": "ana"}'
+    >>> md = {"metadata": {"name": "fraud", "uid": "u-1"}}
+    >>> body = request_body(md, "approve", "ana", "risk")
+    >>> body["metadata"]["generateName"], body["spec"]
+    ('fraud-approve-', {'modelDeployment': 'fraud', 'action': 'approve', 'team': 'risk', 'requestedBy': 'ana'})
+    >>> body["metadata"]["ownerReferences"][0]["uid"]
+    'u-1'
     """
-    body: dict[str, str] = {"id": request_id, "action": action}
+    meta = deployment.get("metadata") or {}
+    spec: dict[str, Any] = {"modelDeployment": meta["name"], "action": action}
     if team:
-        body["team"] = team
+        spec["team"] = team
     if by:
-        body["by"] = by
-    return {"metadata": {"annotations": {REQUEST_ANNOTATION: json.dumps(body)}}}
+        spec["requestedBy"] = by
+    if reason:
+        spec["reason"] = reason
+    owner = {"apiVersion": API_VERSION, "kind": "ModelDeployment", "name": meta["name"], "uid": meta.get("uid")}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ModelRequest",
+        "metadata": {"generateName": f"{meta['name']}-{action}-"[:58], "ownerReferences": [owner]},
+        "spec": spec,
+    }
 
 
-def request_result(status: ModelDeploymentStatus, request_id: str) -> tuple[bool, str] | None:
-    """``(accepted, message)`` once the operator consumed the request, else None."""
-    records = [*status.requests, *([status.last_request] if status.last_request else [])]
-    for record in records:
-        if record.id == request_id:
-            accepted = record.result.startswith("Accepted")
-            message = record.result.split(": ", 1)[1] if ": " in record.result else record.result
-            return accepted, message
-    return None
+def request_answer(request: Mapping[str, Any]) -> tuple[bool, str] | None:
+    """``(applied, message)`` once the operator answered the ModelRequest, else None.
+
+    >>> request_answer({"status": {"phase": "Refused", "message": "cannot promote in phase Promoted"}})
+    (False, 'cannot promote in phase Promoted')
+    >>> request_answer({"status": {}}) is None
+    True
+    """
+    status = request.get("status") or {}
+    phase = status.get("phase")
+    if not phase:
+        return None
+    return phase == RequestPhase.APPLIED, str(status.get("message") or "")
 
 
 # ----------------------------------------------------------------------------------------- retirement
@@ -334,7 +348,7 @@ def status_text(obj: dict[str, Any], now: datetime) -> str:
         lines += ["", "Conditions:", *("  " + line for line in table.splitlines())]
     if st.last_request is not None:
         r = st.last_request
-        lines += ["", f"Last request: {r.action} by {r.by or '-'} ({r.id}), {age(r.at, now)} ago: {r.result}"]
+        lines += ["", f"Last request: {r.action} by {r.by or '-'} ({r.name or r.id}), {age(r.at, now)} ago: {r.result}"]
     return "\n".join(lines)
 
 
@@ -357,7 +371,7 @@ def history_rows(obj: dict[str, Any], now: datetime) -> str:
         took = format_duration(h.finished_at - h.started_at) if h.finished_at and h.started_at else "-"
         events.append((h.finished_at, ["rollout", h.version, h.outcome, took, h.reason]))
     for r in st.requests:
-        events.append((r.at, ["request", r.action, r.by or "-", r.id, r.result]))
+        events.append((r.at, ["request", r.action, r.by or "-", r.name or r.id, r.result]))
     if not events:
         return "No history yet."
     events.sort(key=lambda e: e[0].timestamp() if e[0] else 0.0)
@@ -395,12 +409,11 @@ __all__ = [
     "format_weights",
     "history_rows",
     "list_rows",
-    "new_request_id",
     "parse_spec",
     "parse_status",
     "render_table",
-    "request_patch",
-    "request_result",
+    "request_answer",
+    "request_body",
     "retirement_body",
     "status_text",
     "step_text",

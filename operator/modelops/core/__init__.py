@@ -6,6 +6,7 @@ kubernetes, httpx, asyncio and time out of it).
 
 from .actions import (
     Action,
+    AnswerRequest,
     DeleteJob,
     DeleteObject,
     DeleteWorkload,
@@ -41,13 +42,14 @@ from .observations import (
     RetirementObservations,
 )
 from .readings import Reading, ReadingKind
-from .requests import REQUEST_ANNOTATION, RequestAction, parse_request
+from .requests import REQUEST_ANNOTATION, RequestAction, annotation_request, parse_request, pending_requests
 from .retirement import RetirementDecision, belongs, plan_retirement
 from .steps import canary_weights, effective_weight, split_replicas
 
 __all__ = [
     "REQUEST_ANNOTATION",
     "Action",
+    "AnswerRequest",
     "BacktestResult",
     "CheckOutcome",
     "ConditionType",
@@ -78,6 +80,7 @@ __all__ = [
     "StartRetrainingJob",
     "TimelineEntry",
     "analysis_due",
+    "annotation_request",
     "audit_fairness",
     "belongs",
     "canary_weights",
@@ -93,6 +96,7 @@ __all__ = [
     "mark_invalid_spec",
     "monitoring_due",
     "parse_request",
+    "pending_requests",
     "plan_retirement",
     "replay",
     "retraining_job_name",

@@ -65,6 +65,16 @@ class EmitEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """Write a ModelRequest's answer into its status; carried out once the ModelDeployment's status (which records
+    the request as consumed) is written, so that a request is never answered without being applied."""
+
+    name: str
+    applied: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class DrainTraffic:
     """Retirement: send ``replacement_weight`` percent of the retired deployment's traffic to the replacement."""
 
@@ -90,6 +100,7 @@ Action = (
     | StartRetrainingJob
     | DeleteJob
     | EmitEvent
+    | AnswerRequest
     | DrainTraffic
     | DeleteObject
 )

@@ -53,6 +53,7 @@ from modelops.api.deployment import (
 from . import naming
 from .actions import (
     Action,
+    AnswerRequest,
     DeleteJob,
     DeleteWorkload,
     EmitEvent,
@@ -243,27 +244,37 @@ class _Tick:
     # ---------------------------------------------------------------------------------------- requests
 
     def handle_requests(self) -> None:
-        seen = {r.id for r in self.st.requests}
+        """Each request once, oldest first: applied or refused, recorded in status, named in an Event, and answered
+        in the ModelRequest's own status (again, without applying it twice, when an earlier answer was lost)."""
+        records = {r.id: r for r in self.st.requests}
         if self.st.last_request is not None:
-            seen.add(self.st.last_request.id)
+            records.setdefault(self.st.last_request.id, self.st.last_request)
         for req in self.obs.requests:
-            if req.id in seen:
+            done = records.get(req.id)
+            if done is not None:
+                if req.name and done.accepted is not None:
+                    message = done.result.split(": ", 1)[-1]
+                    self.actions.append(AnswerRequest(req.name, done.accepted, message))
                 continue
-            seen.add(req.id)
             accepted, message = self.apply_request(req)
             record = RequestRecord(
                 id=req.id,
+                name=req.name,
                 action=req.action,
                 by=req.by,
                 at=self.now,
+                accepted=accepted,
                 result=("Accepted: " if accepted else "Rejected: ") + message,
             )
+            records[req.id] = record
             self.st.last_request = record
             self.st.requests = [*self.st.requests, record][-HISTORY_LIMIT:]
             if accepted:
                 self.event("Normal", Reason.REQUEST_ACCEPTED, f"{describe(req)}: {message}")
             else:
                 self.event("Warning", Reason.REQUEST_REJECTED, f"{describe(req)}: {message}")
+            if req.name:
+                self.actions.append(AnswerRequest(req.name, accepted, message))
 
     def apply_request(self, req: ManualRequest) -> tuple[bool, str]:
         st = self.st

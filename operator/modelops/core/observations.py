@@ -36,13 +36,15 @@ class JobResult:
 
 @dataclass(frozen=True, slots=True)
 class ManualRequest:
-    """One manual request (annotation ``modelops.io/request``); ``error`` is set when it could not be parsed."""
+    """One manual request: a ModelRequest (``name``; ``id`` its uid) or the retired annotation; ``error`` is set
+    when it is refused before it is looked at (unparsable, or from the annotation)."""
 
     id: str
     action: str
     team: str = ""
     by: str = ""
     error: str = ""
+    name: str = ""
 
 
 def _no_readings() -> Mapping[str, Reading]:

@@ -210,6 +210,25 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
         # is not started again at every analysis (a new task and queue per write; see docs/performance.md).
         settings.queueing.idle_timeout = max(settings.queueing.idle_timeout, runtime().idle_seconds)
 
+    @kopf.index(GROUP, VERSION, "modelrequests", registry=registry, id="requests_by_target")
+    def requests_by_target(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+        """The ModelRequests not answered yet, by the ModelDeployment they are for: a reconcile reads them here."""
+        if (body.get("status") or {}).get("phase"):
+            return {}
+        meta = body.get("metadata") or {}
+        lean = {key: meta.get(key) for key in ("name", "uid", "creationTimestamp")}
+        return {(namespace or "", str((body.get("spec") or {}).get("modelDeployment"))): {
+            "metadata": lean, "spec": dict(body.get("spec") or {})}}  # fmt: skip
+
+    @kopf.on.event(GROUP, VERSION, "modelrequests", registry=registry)
+    async def request_changed(*, type: str | None, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+        """A new request wakes its ModelDeployment at once."""
+        if type == "DELETED" or (body.get("status") or {}).get("phase"):
+            return
+        owner = wakers.get((namespace or "", str((body.get("spec") or {}).get("modelDeployment"))))
+        if owner is not None:
+            owner.set()
+
     @kopf.index(GROUP, VERSION, "modelretirements", registry=registry, id="retirements_by_target")
     def retirements_by_target(
         *, namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
@@ -281,6 +300,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
         ns = namespace or ""
         index: kopf.Index[Key, dict[str, Any]] = kwargs["retirements_by_target"]
         workloads: kopf.Index[Key, dict[str, Any]] = kwargs["workloads_by_owner"]
+        requests: kopf.Index[Key, dict[str, Any]] = kwargs["requests_by_target"]
         wake = waker(memo, ns, name)
         guard = guard_of(memo)
         rt = runtime()
@@ -298,6 +318,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
             is_retiring = retiring(list(index.get((ns, name), [])), rt.clock())
             model = ((snapshot.get("spec") or {}).get("model") or {}).get("name")
             cached = cached_workloads(list(workloads.get((ns, name), [])), model)
+            pending = copy.deepcopy(list(requests.get((ns, name), [])))
 
             # The route is read back (to notice someone editing it) at least once per resync period, not at every
             # tick: during a canary a tick per analysis interval would read it each time for nothing.
@@ -308,11 +329,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) ->
                 is_retiring: bool = is_retiring,
                 cached: dict[str, bool] = cached,
                 verify: bool = verify,
+                pending: list[dict[str, Any]] = pending,
             ) -> Outcome:
                 with guard.lock:
                     if guard.finalizing:
                         return Outcome(False, rt.poll_seconds)  # being deleted: the finalizer has the route
-                    outcome = reconcile_deployment(rt, b, retiring=is_retiring, workloads=cached, verify_route=verify)
+                    outcome = reconcile_deployment(
+                        rt, b, retiring=is_retiring, workloads=cached, verify_route=verify, requests=pending
+                    )
                 # Set here, in the reconcile's thread right after the write: the echo comes through kopf later.
                 # A write of status alone (no action) needs no second look: its echo is not a wake-up.
                 memo.quiet_echo = not outcome.actions

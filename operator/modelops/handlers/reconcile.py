@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from modelops.adapters.kube import (
     DEPLOYMENTS,
     MODELDEPLOYMENTS,
+    MODELREQUESTS,
     MODELRETIREMENTS,
     Conflict,
     KubeAdapter,
@@ -46,6 +47,7 @@ from modelops.api import (
     ModelRetirementStatus,
     ObjectMeta,
     Phase,
+    RequestPhase,
     RetirementPhase,
     describe,
     parse_duration,
@@ -53,6 +55,7 @@ from modelops.api import (
 from modelops.api.common import Metric
 from modelops.core import (
     Action,
+    AnswerRequest,
     ConditionType,
     DeleteJob,
     DeleteObject,
@@ -75,14 +78,14 @@ from modelops.core import (
     desired_workloads,
     mark_invalid_spec,
     monitoring_due,
-    parse_request,
+    pending_requests,
     plan_retirement,
     set_condition,
     workload_name,
 )
 from modelops.core.naming import VERSION_LABEL
 from modelops.core.promql import TemplateError, render
-from modelops.core.requests import REQUEST_ANNOTATION
+from modelops.core.requests import REQUEST_ANNOTATION, annotation_request
 from modelops.telemetry import Telemetry
 
 log = logging.getLogger("modelops")
@@ -256,12 +259,14 @@ def observe_deployment(
     workloads: Mapping[str, bool] | None = None,
     *,
     verify_route: bool = True,
+    requests: Sequence[Mapping[str, Any]] = (),
 ) -> DeploymentObservations:
     """Look at the world as far as this reconcile needs: Prometheus only when an analysis is due, the route once
     (when ``verify_route``), the Deployments from the watch cache when there is one (``workloads``: version ->
-    ready)."""
+    ready), the ModelRequests not answered yet (``requests``, from the watch cache too)."""
     spec, status, meta = md.spec, md.status, md.metadata
-    request = parse_request(meta.annotations.get(REQUEST_ANNOTATION))
+    annotated = annotation_request(meta.annotations.get(REQUEST_ANNOTATION))
+    manual = ((annotated,) if annotated is not None else ()) + pending_requests(requests)
     live = status.phase in (Phase.PROGRESSING, Phase.PAUSED) and status.candidate_version is not None
     candidate = status.candidate_version
     stable = status.stable_version
@@ -317,7 +322,7 @@ def observe_deployment(
         retraining=retraining,
         router_weights=router_weights,
         route_matches=route_matches,
-        requests=(request,) if request is not None else (),
+        requests=manual,
         monitoring=monitoring,
         # A retirement deletes the workloads on purpose: "missing" must not be repaired then.
         workloads=None if retiring else frozenset(versions),
@@ -378,8 +383,24 @@ def execute_deployment_actions(
                 kube.delete_job(md, job_name)
             case EmitEvent(type=type_, reason=reason, message=message):
                 kube.emit_event(md, type_, reason, message)
+            case AnswerRequest():
+                pass  # after the status write: answer_requests
             case _:
                 raise TypeError(f"a ModelDeployment cannot execute {action!r}")
+
+
+def answer_requests(api: KubeApi, namespace: str, actions: Sequence[Action], now: datetime) -> None:
+    """Write each answered ModelRequest's status. A failure is only logged: the request stays unanswered in the
+    watch cache, and the next reconcile answers it again from the record in the ModelDeployment's status."""
+    for action in actions:
+        if not isinstance(action, AnswerRequest):
+            continue
+        phase = RequestPhase.APPLIED if action.applied else RequestPhase.REFUSED
+        status = {"phase": phase.value, "message": action.message, "handledAt": now.isoformat()}
+        try:
+            api.patch(MODELREQUESTS, namespace, action.name, {"status": status}, subresource="status")
+        except KubeApiError as exc:
+            log.warning("%s/%s: cannot answer the ModelRequest: %s", namespace, action.name, exc)
 
 
 def _undo_jobs(kube: KubeAdapter, md: ModelDeployment, names: list[str]) -> None:
@@ -439,8 +460,10 @@ def reconcile_deployment(
     retiring: bool = False,
     workloads: Mapping[str, bool] | None = None,
     verify_route: bool = True,
+    requests: Sequence[Mapping[str, Any]] = (),
 ) -> Outcome:
-    """One reconcile of a ModelDeployment, from its body as last seen (``workloads``: see ``observe_workloads``).
+    """One reconcile of a ModelDeployment, from its body as last seen (``workloads``: see ``observe_workloads``;
+    ``requests``: its ModelRequests not answered yet, answered here once the status recording them is written).
 
     ``verify_route=False`` skips reading the route back: the weights are then still set whenever the decision
     changes them, but an edited route is not noticed by this reconcile (the loop asks for the read at least once
@@ -466,7 +489,9 @@ def reconcile_deployment(
     md = ModelDeployment(metadata=meta, spec=spec, status=status)
     router = rt.router(spec, meta.namespace, meta.name)
     with rt.telemetry.reconcile("ModelDeployment"):
-        obs = observe_deployment(rt, kube, router, md, now, retiring, workloads, verify_route=verify_route)
+        obs = observe_deployment(
+            rt, kube, router, md, now, retiring, workloads, verify_route=verify_route, requests=requests
+        )
         decision = decide(spec, meta, status, obs, now)
         started: list[str] = []
         try:
@@ -482,6 +507,7 @@ def reconcile_deployment(
         except Conflict:
             _undo_jobs(kube, md, started)
             raise
+        answer_requests(rt.api, meta.namespace, decision.actions, now)
     _record(rt, meta, spec, status, decision.status, obs)
     nxt = next_wake(spec, decision.status, now, rt.poll_seconds, rt.idle_seconds)
     return Outcome(written is not None, nxt, actions=decision.actions, resource_version=written or None)

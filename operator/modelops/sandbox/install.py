@@ -18,7 +18,15 @@ from typing import Any
 
 from .cluster import ClusterError, LocalCluster, write_kubeconfig
 
-__all__ = ["CHART", "Installation", "find_helm", "helm", "install_operator", "service_account_kubeconfig"]
+__all__ = [
+    "CHART",
+    "SANDBOX_APPROVERS",
+    "Installation",
+    "find_helm",
+    "helm",
+    "install_operator",
+    "service_account_kubeconfig",
+]
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "modelops-operator"
@@ -62,6 +70,11 @@ class Installation:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
 
+#: Who may approve for which team on the local cluster (chart value ``approvals.teams``): the demo's product team and
+#: the tests' risk team, each a group that users get in their client certificate (``LocalCluster.user_kubeconfig``).
+SANDBOX_APPROVERS: dict[str, list[str]] = {"product": ["product-approvers"], "risk": ["risk-approvers"]}
+
+
 def install_operator(
     cluster: LocalCluster,
     *,
@@ -76,7 +89,7 @@ def install_operator(
     """``helm upgrade --install`` the chart (``replicaCount: 0`` unless ``values`` says otherwise) and write a
     kubeconfig with a token of its ServiceAccount (``kubeconfig_path``, default under the cluster's directory)."""
     admin = admin_kubeconfig or cluster.kubeconfig
-    merged = {"replicaCount": 0, **(values or {})}
+    merged = {"replicaCount": 0, "approvals": {"teams": SANDBOX_APPROVERS}, **(values or {})}
     args = ["upgrade", "--install"] if upgrade else ["install"]
     _helm_with_values(admin, args, release, chart, namespace, merged)
     manifest = helm(admin, "get", "manifest", release, f"--namespace={namespace}").stdout

@@ -34,7 +34,8 @@ class Resource:
 
     def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        path = f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+        # namespace "" names a cluster-scoped resource
+        path = f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}" if namespace else f"{base}/{self.plural}"
         if name is None:
             return path
         path = f"{path}/{quote(name, safe='')}"
@@ -50,6 +51,7 @@ HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRout
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
 MODELDEPLOYMENTS = Resource("modelops.io", "v1alpha1", "modeldeployments", "ModelDeployment")
 MODELRETIREMENTS = Resource("modelops.io", "v1alpha1", "modelretirements", "ModelRetirement")
+MODELREQUESTS = Resource("modelops.io", "v1alpha1", "modelrequests", "ModelRequest")
 
 
 class KubeApiError(Exception):

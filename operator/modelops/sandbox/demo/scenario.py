@@ -8,20 +8,19 @@ API reports. An expectation that fails stops the scenario: the later acts build 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from modelops.api import ModelDeploymentStatus
-from modelops.core.requests import REQUEST_ANNOTATION
+from modelops.cli.plugin_view import request_body
 from modelops.sandbox.env import HTTPROUTES, SandboxEnv
+from modelops.sandbox.install import SANDBOX_APPROVERS
 from modelops.sandbox.node import Client
-from modelops.sandbox.node._kube import DEPLOYMENTS, ApiError
+from modelops.sandbox.node._kube import DEPLOYMENTS, ApiError, Kind
 from modelops.sandbox.traffic import TrafficDriver, TrafficStats
 
 from .manifests import Timings, demo_deployment, demo_retirement, httproute, load_example
@@ -39,8 +38,12 @@ RETIREMENT = f"retire-{MODEL}"
 SHIFT = 1.0
 #: the acts, in order (methods of :class:`Scenario`)
 ACTS = ("setup", "first_version", "canary_promoted", "canary_rolled_back", "drift", "retirement")
-#: the team that must approve a promotion in the example, and who the demo says approves
+#: the team that must approve a promotion in the example, and the member of it who approves (a user of the local
+#: cluster in the group the chart maps to the team: ``modelops.sandbox.install.SANDBOX_APPROVERS``)
 APPROVER = "product"
+APPROVER_USER = "pat"
+MODELREQUESTS = Kind("modelops.io", "v1alpha1", "modelrequests")
+ROLEBINDINGS = Kind("rbac.authorization.k8s.io", "v1", "rolebindings")
 
 
 class DemoFailed(Exception):
@@ -84,6 +87,7 @@ class Scenario:
         self.acts_done: list[str] = []
         self.approved: set[tuple[str, str]] = set()
         self.approvals: list[tuple[float, str, str]] = []
+        self._approver: tuple[Client, Path] | None = None
         self.uris: dict[str, str] = {}
         self.retrained: str | None = None
         self.traffic: TrafficStats | None = None
@@ -137,22 +141,40 @@ class Scenario:
     def ready(self, st: ModelDeploymentStatus) -> bool:
         return any(c.type == "Ready" and c.status == "True" for c in st.conditions)
 
+    def approver(self) -> tuple[Client, Path]:
+        """A client (and its kubeconfig) of the product team's approver: a user in the team's group, an editor of
+        the demo's namespace (Kubernetes' ``edit`` role, which the chart's roles extend to ModelRequests)."""
+        if self._approver is None:
+            group = SANDBOX_APPROVERS[APPROVER][0]
+            kubeconfig = self.env.cluster.user_kubeconfig(f"{APPROVER}-{APPROVER_USER}", APPROVER_USER, [group])
+            binding: dict[str, Any] = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": f"{APPROVER}-edit"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+            }
+            if self.client.get(ROLEBINDINGS, self.ns, binding["metadata"]["name"]) is None:
+                self.client.create(ROLEBINDINGS, self.ns, binding)
+            self._approver = Client(self.env.cluster.api_client(kubeconfig)), kubeconfig
+        return self._approver
+
     def approve_if_asked(self) -> None:
-        """The product team approves a candidate the operator holds for approval, through the request annotation."""
+        """The product team approves a candidate the operator holds for approval: a ModelRequest made as its member
+        (what ``kubectl modelops approve`` does), which the API server admits for members of the team's group."""
         for name in (MODEL, REPLACEMENT):
             st = self.observer.status(name)
             if st is None or st.phase != "Paused" or st.candidate_version is None:
                 continue
             if "awaiting approval" not in st.message or (name, st.candidate_version) in self.approved:
                 continue
-            request = {"id": f"approve-{st.candidate_version}-{uuid.uuid4().hex[:6]}", "action": "approve",
-                       "team": APPROVER, "by": "demo"}  # fmt: skip
-            text = json.dumps(request, separators=(",", ":"))
-            self.say("demo", f"the {APPROVER} team approves {st.candidate_version}: "
-                     f"kubectl annotate mdep {name} --overwrite {REQUEST_ANNOTATION}='{text}'")  # fmt: skip
-            self.client.patch(
-                MODELDEPLOYMENTS, self.ns, name, {"metadata": {"annotations": {REQUEST_ANNOTATION: text}}}
-            )
+            client, kubeconfig = self.approver()
+            md = self.client.get(MODELDEPLOYMENTS, self.ns, name)
+            if md is None:
+                continue
+            self.say("demo", f"{APPROVER_USER} of the {APPROVER} team approves {st.candidate_version}: "
+                     f"kubectl --kubeconfig {kubeconfig} modelops approve {name} --team {APPROVER}")  # fmt: skip
+            client.create(MODELREQUESTS, self.ns, request_body(md, "approve", APPROVER_USER, APPROVER))
             self.approved.add((name, st.candidate_version))
             self.approvals.append((self.say.elapsed(), name, st.candidate_version))
 
@@ -351,7 +373,8 @@ class Scenario:
         self.require(
             "no request was lost through every weight change (the only errors are v3's own 500s)",
             lost == 0 and stats.by_status[500] <= broken,
-            f"{stats.failures} without answer, statuses {dict(stats.by_status)}, {broken} requests to v3",
+            f"{stats.failures} without answer {dict(stats.failure_kinds)}, statuses {dict(stats.by_status)}, "
+            f"{broken} requests to v3",
         )
 
     def _exists(self, kind: Any, name: str) -> bool:
