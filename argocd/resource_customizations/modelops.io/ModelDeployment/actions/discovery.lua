@@ -1,6 +1,7 @@
--- Argo CD resource actions of a ModelDeployment. Each action writes a request to the annotation
--- modelops.io/request; the operator consumes it and records it in status.lastRequest. The spec is never
--- edited, so Argo CD shows no drift and a sync never undoes an action.
+-- Argo CD resource actions of a ModelDeployment (Argo CD >= 2.8). Each action creates a ModelRequest owned by the
+-- ModelDeployment; the operator carries it out once and answers in its status (Applied or Refused). The
+-- ModelDeployment is never edited, so Argo CD shows no drift and a sync never undoes an action. There is no approve
+-- action: an approval must carry the approver's own authenticated name, and Argo CD creates with its own credentials.
 local actions = {}
 local status = obj.status or {}
 local phase = status.phase or "Pending"
