@@ -43,7 +43,7 @@ crds: venv ## regenerate crds/ from the API models, and the copies in the chart 
 	$(BIN)/python scripts/render-manifests.py
 
 test: deps lint ## the whole test suite (lint included)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 demo: deps ## the local environment playing a whole model lifecycle (about 4 minutes; Ctrl-C stops it cleanly)
 	$(BIN)/modelops sandbox demo --dir .sandbox-demo
