@@ -12,11 +12,20 @@ from typing import Any
 
 import pytest
 
-from modelops.adapters.kube import DEPLOYMENTS, EVENTS, JOBS, MODELDEPLOYMENTS, InMemoryKube, deployment_ready
+from modelops.adapters.kube import (
+    DEPLOYMENTS,
+    EVENTS,
+    JOBS,
+    MODELDEPLOYMENTS,
+    MODELREQUESTS,
+    InMemoryKube,
+    deployment_ready,
+)
 from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.adapters.routers import FakeRouter
+from modelops.core.deployment import MAX_REQUESTS_PER_TICK
 from modelops.handlers.operator import _reconcile_fresh, retiring
-from modelops.handlers.reconcile import Runtime, reconcile_deployment
+from modelops.handlers.reconcile import INVALID_SPEC_REFUSAL, Runtime, reconcile_deployment
 from modelops.telemetry import Telemetry
 
 NS = "ml"
@@ -308,3 +317,56 @@ def test_a_conflicting_status_write_leaves_no_gate_job_behind(world: World) -> N
     (named,) = [g["jobName"] for g in world.status()["gates"]]
     jobs = [j["metadata"]["name"] for j in world.kube.list(JOBS, NS)]
     assert jobs == [named], f"the Job of the decision that was not recorded is left: {jobs}"
+
+
+def model_request(name: str, action: str, created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "creationTimestamp": created},
+            "spec": {"modelDeployment": "fraud", "action": action}}  # fmt: skip
+
+
+def tick_with(world: World, requests: list[dict[str, Any]]) -> Any:
+    for r in requests:
+        if world.kube.get(MODELREQUESTS, NS, r["metadata"]["name"]) is None:
+            world.kube.put(MODELREQUESTS, NS, copy.deepcopy(r))
+    pending = [r for r in world.kube.list(MODELREQUESTS, NS) if not (r.get("status") or {}).get("phase")]
+    return _reconcile_fresh(
+        world.kube, lambda b: reconcile_deployment(world.rt, b, requests=pending), MODELDEPLOYMENTS, world.body()
+    )
+
+
+def test_a_request_is_answered_in_its_status_after_the_deployment_records_it(world: World) -> None:
+    world.settle()
+    tick_with(world, [model_request("p-1", "pause")])
+    answer = world.kube.get(MODELREQUESTS, NS, "p-1")
+    assert answer is not None
+    assert answer["status"]["phase"] == "Refused"
+    assert answer["status"]["message"].startswith("cannot pause in phase Promoted")
+    assert world.status()["lastRequest"]["name"] == "p-1"
+    verbs = [(c.verb, c.resource.plural) for c in world.kube.calls if c.verb == "patch"]
+    md_write = verbs.index(("patch", "modeldeployments"))
+    assert verbs.index(("patch", "modelrequests")) > md_write, verbs
+
+
+def test_requests_to_an_invalid_spec_are_refused_not_kept_for_later(world: World) -> None:
+    world.settle()
+    broken = spec("v2")
+    broken["rollout"]["analysis"]["metrics"][0]["query"] = 'errors{version="{{ tenant }}"}'
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": broken})
+    tick_with(world, [model_request("a-1", "abort")])
+    answer = world.kube.get(MODELREQUESTS, NS, "a-1")
+    assert answer is not None
+    assert answer["status"] == {"phase": "Refused", "message": INVALID_SPEC_REFUSAL, "handledAt": T0.isoformat()}
+    assert world.status()["phase"] == "InvalidSpec"
+
+
+def test_a_burst_of_requests_is_taken_a_batch_a_reconcile_and_none_twice(world: World) -> None:
+    world.settle()
+    burst = [model_request(f"r-{i:02d}", "pause") for i in range(MAX_REQUESTS_PER_TICK + 5)]
+    outcome = tick_with(world, burst)
+    answered = [r for r in world.kube.list(MODELREQUESTS, NS) if (r.get("status") or {}).get("phase")]
+    assert len(answered) == MAX_REQUESTS_PER_TICK
+    assert outcome.next_in <= world.rt.poll_seconds  # the rest soon
+    tick_with(world, burst)
+    assert all((r.get("status") or {}).get("phase") for r in world.kube.list(MODELREQUESTS, NS))
+    recorded = [r["name"] for r in world.status()["requests"]]
+    assert sorted(recorded) == sorted(r["metadata"]["name"] for r in burst)  # each once

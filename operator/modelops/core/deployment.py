@@ -79,6 +79,11 @@ CANDIDATE_LIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
 Outcome = Literal["Promoted", "RolledBack", "Failed", "Superseded", "Aborted", "Initial"]
 
 
+#: New requests applied by one reconcile at most: half of what ``status.requests`` keeps, so that a request stays on
+#: record (and is never applied twice) until the watch shows its answer, even when many arrive at once.
+MAX_REQUESTS_PER_TICK = HISTORY_LIMIT // 2
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What one reconcile decided: actions to execute in order, then the status to write (if it changed)."""
@@ -249,6 +254,7 @@ class _Tick:
         records = {r.id: r for r in self.st.requests}
         if self.st.last_request is not None:
             records.setdefault(self.st.last_request.id, self.st.last_request)
+        taken = 0
         for req in self.obs.requests:
             done = records.get(req.id)
             if done is not None:
@@ -256,6 +262,9 @@ class _Tick:
                     message = done.result.split(": ", 1)[-1]
                     self.actions.append(AnswerRequest(req.name, done.accepted, message))
                 continue
+            if taken == MAX_REQUESTS_PER_TICK:
+                break  # the rest at the next reconcile (the handler comes back at once), while these are on record
+            taken += 1
             accepted, message = self.apply_request(req)
             record = RequestRecord(
                 id=req.id,

@@ -77,15 +77,18 @@ def _with_error(req: ManualRequest, error: str) -> ManualRequest:
 
 
 def annotation_request(text: str | None) -> ManualRequest | None:
-    """A request left in the retired annotation: refused (its parse error, or why the annotation is not obeyed).
+    """A request left in the retired annotation: refused (its parse error, or why the annotation is not obeyed). Its
+    id is prefixed, so that an id the writer chose can never stand for a ModelRequest's uid (and refuse it unseen).
 
-    >>> annotation_request('{"id": "r1", "action": "promote"}').error.split(":")[0]
-    'the modelops.io/request annotation is no longer obeyed (a second request written there replaced the first unseen)'
+    >>> req = annotation_request('{"id": "r1", "action": "promote"}')
+    >>> req.id, req.error == ANNOTATION_RETIRED
+    ('annotation:r1', True)
     """
     req = parse_request(text)
-    if req is None or req.error:
-        return req
-    return _with_error(req, ANNOTATION_RETIRED)
+    if req is None:
+        return None
+    return ManualRequest(id=f"annotation:{req.id}", action=req.action, team=req.team, by=req.by,
+                         error=req.error or ANNOTATION_RETIRED)  # fmt: skip
 
 
 def pending_requests(objects: Iterable[Mapping[str, Any]]) -> tuple[ManualRequest, ...]:

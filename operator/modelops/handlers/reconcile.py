@@ -83,6 +83,7 @@ from modelops.core import (
     set_condition,
     workload_name,
 )
+from modelops.core.deployment import MAX_REQUESTS_PER_TICK
 from modelops.core.naming import VERSION_LABEL
 from modelops.core.promql import TemplateError, render
 from modelops.core.requests import REQUEST_ANNOTATION, annotation_request
@@ -389,6 +390,10 @@ def execute_deployment_actions(
                 raise TypeError(f"a ModelDeployment cannot execute {action!r}")
 
 
+#: The answer to a ModelRequest for a ModelDeployment whose spec is invalid: nothing is applied until it is fixed.
+INVALID_SPEC_REFUSAL = "not applied: the ModelDeployment's spec is invalid (InvalidSpec); fix it, then ask again"
+
+
 def answer_requests(api: KubeApi, namespace: str, actions: Sequence[Action], now: datetime) -> None:
     """Write each answered ModelRequest's status. A failure is only logged: the request stays unanswered in the
     watch cache, and the next reconcile answers it again from the record in the ModelDeployment's status."""
@@ -484,6 +489,8 @@ def reconcile_deployment(
             if isinstance(action, EmitEvent):
                 kube.emit_event(dict(body), action.type, action.reason, action.message)
         wrote = write_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+        refused = [AnswerRequest(r.name, False, INVALID_SPEC_REFUSAL) for r in pending_requests(requests) if r.name]
+        answer_requests(rt.api, meta.namespace, refused, now)
         return Outcome(wrote, rt.idle_seconds, actions=decision.actions)
 
     md = ModelDeployment(metadata=meta, spec=spec, status=status)
@@ -510,6 +517,8 @@ def reconcile_deployment(
         answer_requests(rt.api, meta.namespace, decision.actions, now)
     _record(rt, meta, spec, status, decision.status, obs)
     nxt = next_wake(spec, decision.status, now, rt.poll_seconds, rt.idle_seconds)
+    if len(requests) > MAX_REQUESTS_PER_TICK:
+        nxt = min(nxt, rt.poll_seconds)  # more requests than one reconcile takes: the rest soon
     return Outcome(written is not None, nxt, actions=decision.actions, resource_version=written or None)
 
 

@@ -372,3 +372,19 @@ def test_events_are_created_then_counted(kube: InMemoryKube, adapter: KubeAdapte
     assert step["firstTimestamp"] == "2026-11-28T12:00:00Z"
     assert step["lastTimestamp"] == "2026-11-28T12:00:05Z"
     assert step["type"] == "Normal"
+
+
+def test_in_a_pod_of_several_containers_the_limit_is_the_kubelets_share_of_12_kib(
+    kube: InMemoryKube, adapter: KubeAdapter
+) -> None:
+    """A gate Pod with a mesh sidecar and two init containers: the kubelet keeps 12 KiB / 4 = 3072 bytes of each
+    container's message, so a result cut there is named as cut at 3072 bytes, not as mere bad JSON."""
+    start(adapter)
+    finish_job(kube, "fraud-gate-acc", "Complete", OVERSIZED[:3072])
+    pod = kube.get(PODS, NAMESPACE, "fraud-gate-acc-abcde")
+    assert pod is not None
+    containers = {"initContainers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "eval"}, {"name": "s"}]}
+    kube.edit(PODS, NAMESPACE, "fraud-gate-acc-abcde", {"spec": containers})
+    outcome = adapter.job_result("fraud-gate-acc")
+    assert outcome.state is JobState.FAILED
+    assert "cut at the 3072-byte termination message limit" in outcome.message, outcome.message

@@ -35,8 +35,23 @@ from .objects import (
 
 #: The component name Events are reported under.
 COMPONENT = "modelops"
-#: The kubelet keeps at most this many bytes of a container's termination message (and drops the rest).
+#: The kubelet keeps at most this many bytes of a container's termination message (and drops the rest)...
 MAX_TERMINATION_MESSAGE = 4096
+#: ... and at most this many for all the containers of a Pod (init containers included), shared equally.
+MAX_TERMINATION_MESSAGES_PER_POD = 12 * 1024
+
+
+def termination_budget(pod: Mapping[str, Any]) -> int:
+    """The bytes of termination message the kubelet keeps for each container of ``pod``.
+
+    >>> termination_budget({"spec": {"containers": [{}]}})
+    4096
+    >>> termination_budget({"spec": {"initContainers": [{}, {}], "containers": [{}, {}]}})  # e.g. a mesh sidecar
+    3072
+    """
+    spec = pod.get("spec") or {}
+    count = len(spec.get("containers") or []) + len(spec.get("initContainers") or [])
+    return min(MAX_TERMINATION_MESSAGE, MAX_TERMINATION_MESSAGES_PER_POD // max(1, count))
 
 
 class NotOwnedError(Exception):
@@ -175,8 +190,9 @@ class KubeAdapter:
     def job_result(self, name: str) -> JobResult:
         """The Job's state and, once it has finished, the JSON object its container wrote as termination message.
 
-        A message that is not JSON fails the Job's result; one of :data:`MAX_TERMINATION_MESSAGE` bytes or more that
-        is not JSON was cut by the kubelet, and the failure says so, naming the limit.
+        A message that is not JSON fails the Job's result; one as long as the kubelet keeps (:func:`termination_budget`:
+        4096 bytes, less in a Pod of more than three containers) that is not JSON was cut by the kubelet, and the
+        failure says so, naming the limit.
         """
         job = self.api.get(JOBS, self.namespace, name)
         if job is None:
@@ -188,6 +204,7 @@ class KubeAdapter:
             state = JobState.TIMED_OUT
         pods = self.api.list(PODS, self.namespace, {"job-name": name})
         raw = termination_message(pods)
+        budget = min((termination_budget(p) for p in pods), default=MAX_TERMINATION_MESSAGE)
         text = raw.strip()
         if not text:
             message = f"Job {name!r} {state.value.lower()}" + (f": {reason}" if reason else "")
@@ -198,11 +215,11 @@ class KubeAdapter:
             results = json.loads(text)
         except ValueError as e:
             size = len(raw.encode())
-            if size >= MAX_TERMINATION_MESSAGE:
+            if size >= budget:
                 return JobResult(
                     JobState.FAILED,
                     None,
-                    f"Job {name!r}: its result was cut at the {MAX_TERMINATION_MESSAGE}-byte termination message limit"
+                    f"Job {name!r}: its result was cut at the {budget}-byte termination message limit"
                     f" ({size} bytes arrived, not valid JSON): write a smaller result",
                 )
             return JobResult(JobState.FAILED, None, f"Job {name!r}: termination message is not JSON ({e}): {text!r}")
