@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the CRD manifests of the routers' APIs, read from the Go modules pinned in hack/crds/go.mod (downloaded
+# Prints the paths of the CRD manifests of the routers' APIs, read from the Go modules pinned in hack/crds/go.mod (downloaded
 # into the module cache on first use): the Gateway API standard channel, then Istio's generated CRDs.
 set -euo pipefail
 cd "$(dirname "$0")/../hack/crds"

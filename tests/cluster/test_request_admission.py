@@ -36,10 +36,10 @@ class User:
 
     def __init__(self, kube: KubeCluster, namespace: str, name: str, groups: list[str], editor: bool = True) -> None:
         self.name, self.namespace = name, namespace
-        kubeconfig = kube.cluster.user_kubeconfig(f"adm-{name}", name, groups)
         if editor:
-            kube.cluster.kubectl("create", "rolebinding", f"{name}-edit", "--clusterrole=edit", f"--user={name}",
-                                 f"--namespace={namespace}")  # fmt: skip
+            kubeconfig = kube.cluster.editor_kubeconfig(name, groups, namespace)
+        else:
+            kubeconfig = kube.cluster.user_kubeconfig(f"{name}-no-rights", name, groups)
         self.client = kube.client(kubeconfig)
         self.api = RestKubeApi(self.client)
 

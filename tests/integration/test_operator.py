@@ -825,9 +825,7 @@ def test_requests_fired_together_are_each_applied_or_refused_with_an_event(given
     clients = []
     asks: list[tuple[Any, dict[str, Any]]] = []
     for user, team in (("rita", "risk"), ("pat", "product")):
-        kubeconfig = kube.cluster.user_kubeconfig(f"it-{user}", user, SANDBOX_APPROVERS[team])
-        kube.cluster.kubectl("create", "rolebinding", f"{user}-edit", "--clusterrole=edit", f"--user={user}",
-                             f"--namespace={given.ns}")  # fmt: skip
+        kubeconfig = kube.cluster.editor_kubeconfig(user, SANDBOX_APPROVERS[team], given.ns)
         client = kube.client(kubeconfig)
         clients.append(client)
         asks.append((RestKubeApi(client), request_body(md, "approve", user, team)))

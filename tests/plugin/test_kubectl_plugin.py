@@ -48,9 +48,7 @@ class Kubectl:
     def as_user(self, kube: KubeCluster, user: str, groups: list[str]) -> Kubectl:
         """The same command as ``user`` in ``groups`` (a client certificate of the local cluster), an editor of the
         namespace through Kubernetes' ``edit`` role (which the chart's roles extend to modelops objects)."""
-        kubeconfig = kube.cluster.user_kubeconfig(f"plugin-{user}", user, groups)
-        kube.cluster.kubectl("create", "rolebinding", f"{user}-edit", "--clusterrole=edit", f"--user={user}",
-                             f"--namespace={self.namespace}")  # fmt: skip
+        kubeconfig = kube.cluster.editor_kubeconfig(user, groups, self.namespace)
         return Kubectl(Path(self.kubectl), kubeconfig, self.namespace)
 
     def fails(self, *args: str) -> str:

@@ -240,6 +240,17 @@ class LocalCluster:
         return write_kubeconfig(self.directory / "kubeconfigs" / f"{name}.kubeconfig", self.server, self.ca,
                                 user=user, client=pair)  # fmt: skip
 
+    def editor_kubeconfig(self, user: str, groups: Sequence[str], namespace: str) -> Path:
+        """A kubeconfig of ``user`` in ``groups`` who edits ``namespace``: bound there to Kubernetes' ``edit`` role
+        (which the chart's aggregated roles extend to modelops objects), as a platform team would make a member of
+        an ML team."""
+        kubeconfig = self.user_kubeconfig(f"{user}-in-{namespace}", user, groups)
+        binding = f"{user}-edit"
+        if not self.kubectl("get", "rolebinding", binding, f"--namespace={namespace}", "--ignore-not-found", "-o=name"):
+            self.kubectl("create", "rolebinding", binding, "--clusterrole=edit", f"--user={user}",
+                         f"--namespace={namespace}")  # fmt: skip
+        return kubeconfig
+
     def api_client(self, kubeconfig: Path | None = None) -> Any:
         """A ``kubernetes.client.ApiClient`` for ``kubeconfig`` (default: admin)."""
         import kubernetes

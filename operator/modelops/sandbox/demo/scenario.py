@@ -43,7 +43,6 @@ ACTS = ("setup", "first_version", "canary_promoted", "canary_rolled_back", "drif
 APPROVER = "product"
 APPROVER_USER = "pat"
 MODELREQUESTS = Kind("modelops.io", "v1alpha1", "modelrequests")
-ROLEBINDINGS = Kind("rbac.authorization.k8s.io", "v1", "rolebindings")
 
 
 class DemoFailed(Exception):
@@ -145,17 +144,8 @@ class Scenario:
         """A client (and its kubeconfig) of the product team's approver: a user in the team's group, an editor of
         the demo's namespace (Kubernetes' ``edit`` role, which the chart's roles extend to ModelRequests)."""
         if self._approver is None:
-            group = SANDBOX_APPROVERS[APPROVER][0]
-            kubeconfig = self.env.cluster.user_kubeconfig(f"{APPROVER}-{APPROVER_USER}", APPROVER_USER, [group])
-            binding: dict[str, Any] = {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": f"{APPROVER}-edit"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
-            }
-            if self.client.get(ROLEBINDINGS, self.ns, binding["metadata"]["name"]) is None:
-                self.client.create(ROLEBINDINGS, self.ns, binding)
+            groups = SANDBOX_APPROVERS[APPROVER]
+            kubeconfig = self.env.cluster.editor_kubeconfig(APPROVER_USER, groups, self.ns)
             self._approver = Client(self.env.cluster.api_client(kubeconfig)), kubeconfig
         return self._approver
 
