@@ -76,8 +76,8 @@ def test_a_failing_job_pod_ends_failed_with_its_exit_code_and_the_job_retries_up
     assert condition(done, "Complete") is None
 
 
-def test_the_termination_message_is_capped_at_4096_bytes(api: Client, ns: str) -> None:
-    code = "import os; open(os.environ['TERMINATION_LOG'], 'w').write('x' * 5000)"
+def test_the_termination_message_is_the_last_4096_bytes_as_the_kubelet_keeps_them(api: Client, ns: str) -> None:
+    code = "import os; open(os.environ['TERMINATION_LOG'], 'w').write('head' + 'x' * 5000)"
     api.create(JOBS, ns, job("big", code))
 
     wait_for(lambda: finished(api, ns, "big"), 60)

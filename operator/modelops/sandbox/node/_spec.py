@@ -142,17 +142,18 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
 
 
 def termination_message(message_file: bytes, log_tail: bytes, exit_code: int, policy: str | None = "File") -> str:
-    """The container's termination message as the kubelet builds it: the file, capped at 4096 bytes; with
-    ``FallbackToLogsOnError`` and an empty file on failure, the log's tail.
+    """The container's termination message as the kubelet builds it: the last 4096 bytes of the file (the kubelet
+    reads it with ``tail.ReadAtMost``); with ``FallbackToLogsOnError`` and an empty file on failure, the log's tail.
 
     >>> termination_message(b'{"a":1}', b"", 0)
     '{"a":1}'
-    >>> len(termination_message(b"x" * 5000, b"", 0))
-    4096
+    >>> message = termination_message(b"head" + b"x" * 5000 + b"end", b"", 0)
+    >>> len(message), message[-3:]
+    (4096, 'end')
     >>> termination_message(b"", b"1\\n2\\nboom\\n", 1, "FallbackToLogsOnError")
     '1\\n2\\nboom\\n'
     """
-    data = message_file[:MAX_TERMINATION_MESSAGE]
+    data = message_file[-MAX_TERMINATION_MESSAGE:]
     if not data and exit_code != 0 and policy == "FallbackToLogsOnError":
         lines = log_tail.splitlines(keepends=True)[-LOG_FALLBACK_LINES:]
         data = b"".join(lines)[-LOG_FALLBACK_BYTES:]

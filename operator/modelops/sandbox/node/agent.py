@@ -13,7 +13,7 @@ controllers' work; the agent only does what a kubelet does:
 - **Restart.** ``restartPolicy: Always`` processes are restarted with crash-loop backoff (``restartCount``, counted
   at each restart, and ``lastState``); other ones run once (``OnFailure`` is not restarted in place), and the Pod
   ends ``Succeeded`` or ``Failed`` with the container's exit code and its termination message (the file named by
-  ``TERMINATION_LOG``, capped at 4096 bytes, or with ``FallbackToLogsOnError`` the end of the container's output,
+  ``TERMINATION_LOG``, its last 4096 bytes, or with ``FallbackToLogsOnError`` the end of the container's output,
   as the kubelet does); ``activeDeadlineSeconds`` fails it with reason ``DeadlineExceeded``. A run-once container
   that was running under an agent that stopped is not run twice: its Pod fails (``ContainerStatusUnknown``).
 - **Readiness.** The container's ``readinessProbe.httpGet`` against the Pod's address; without a probe a running
