@@ -184,7 +184,7 @@ def _field_path(field: Any) -> tuple[str, ...]:
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Callable[[], Runtime]) -> None:
-    """Register the handlers of both kinds in ``registry``; ``runtime()`` gives what reconciles talk to."""
+    """Register the handlers of the three kinds in ``registry``; ``runtime()`` gives what reconciles talk to."""
     wakers: dict[Key, Wake] = {}
 
     def waker(memo: Any, namespace: str, name: str) -> Wake:
