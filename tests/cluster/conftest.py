@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelops.adapters.kube import KubeApiError, RestKubeApi
 from modelops.sandbox.prometheus import PrometheusServer, free_port
 from plugins.cluster import KubeCluster
+from plugins.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -36,21 +36,8 @@ def eventually(
     """Poll ``check`` until it returns something truthy (an ``AssertionError`` or an API error, of RestKubeApi or of
     the plain client, counts as not yet); fail with the last answer when ``timeout`` passes. ``what`` names the
     condition in the failure (a callable: evaluated then, e.g. to show the end of a log)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = check()
-        except (AssertionError, KubeApiError, ApiException) as exc:
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        if time.monotonic() >= deadline:
-            described = what() if callable(what) else what
-            raise AssertionError(f"{described or 'condition'} not met within {timeout:.0f} s; last: {last!r}")
-        time.sleep(interval)
+    return wait_for(check, timeout, what or "condition", interval=interval,
+                    tolerate=(AssertionError, KubeApiError, ApiException))  # fmt: skip
 
 
 def model_deployment(name: str, version: str = "v1", **spec: Any) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from modelops.sandbox.demo import Observer, Printer, Timings, demo_deployment, l
 from modelops.sandbox.demo.observer import MetricPoint, PhaseMark, WeightPoint
 from modelops.sandbox.env import SANDBOX_ID_ENV
 from modelops.sandbox.node import Client
+from plugins.waiting import wait_for
 
 from .target import local_cluster_only
 
@@ -81,14 +81,7 @@ RETIRED = [
 
 def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
     """``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.2)
+    return wait_for(check, timeout, what, interval=0.2)
 
 
 def marked(sandbox_id: str) -> list[int]:

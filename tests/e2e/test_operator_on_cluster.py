@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from modelops.sandbox.install import Installation, helm, install_operator
 from modelops.sandbox.node import ApiError, Client, Kind, kill_tree
 from modelops.sandbox.node._kube import DEPLOYMENTS, JOBS, PODS
 from modelops.sandbox.prometheus import PrometheusServer, free_port
+from plugins.waiting import wait_for
 
 from .target import KubeconfigCluster, foreign_kubeconfig, local_cluster_only
 
@@ -57,14 +57,7 @@ MAIN = "import sys; from modelops.cli import main; sys.exit(main())"
 
 
 def eventually(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.2)
+    return wait_for(check, timeout, what, interval=0.2)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from modelops.sandbox.cluster import AuditRecord
 from modelops.telemetry import Telemetry
 from plugins.cluster import KubeCluster, RequestLog
 from plugins.prometheus import Exporter
+from plugins.waiting import wait_for
 
 #: the model server the ModelDeployments of these tests run (see its docstring)
 MODEL_SERVER = Path(__file__).with_name("model_server.py")
@@ -41,18 +42,8 @@ MODEL_SERVER = Path(__file__).with_name("model_server.py")
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Poll ``check`` until it returns something truthy (assertion errors count as not yet), with a deadline."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (AssertionError, ApiException, KubeApiError, KeyError, TypeError, IndexError) as exc:
-            last = exc
-        else:
-            if result:
-                return result
-        time.sleep(interval)
-    raise AssertionError(f"not true after {timeout} s: {last!r}") from last
+    return wait_for(check, timeout, interval=interval,
+                    tolerate=(AssertionError, ApiException, KubeApiError, KeyError, TypeError, IndexError))  # fmt: skip
 
 
 class Cluster:

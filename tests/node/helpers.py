@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 
 from modelops.sandbox.node import Client, NodeAgent, PodProcess
 from modelops.sandbox.node._kube import PODS
+from plugins.waiting import wait_for as wait_for  # the suite's one polling helper, re-exported for the node tests
 
-T = TypeVar("T")
 TINY_SERVER = str(Path(__file__).with_name("tiny_server.py"))
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy and return that; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
-        time.sleep(0.05)
 
 
 def alive(pids: Iterable[int]) -> list[int]:
