@@ -47,7 +47,7 @@ from modelops.core import (
     mark_invalid_spec,
     parse_request,
 )
-from modelops.core.deployment import Decision
+from modelops.core.deployment import INVALID_SPEC_REFUSAL, Decision
 
 from .builders import (
     DAY,
@@ -996,6 +996,15 @@ def test_invalid_spec_is_marked_once_and_changes_nothing_else() -> None:
     invalid = get_condition(resumed.status.conditions, "InvalidSpec")
     assert invalid is not None
     assert (invalid.status, invalid.reason) == ("False", "SpecValid")
+
+
+def test_requests_to_an_invalid_spec_are_refused_and_none_is_applied() -> None:
+    status = progressing(1)
+    pending = (named("abort", "r-abort"), request("pause"))  # the second has no ModelRequest to answer
+    decision = mark_invalid_spec(status, "gate 'x': template has no containers", 3, T0, pending)
+    assert answers(decision) == [("r-abort", False, INVALID_SPEC_REFUSAL)]
+    assert decision.status.requests == []
+    assert decision.status.phase == Phase.INVALID
 
 
 def test_gate_added_during_validation_is_started() -> None:

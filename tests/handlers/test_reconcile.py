@@ -23,9 +23,9 @@ from modelops.adapters.kube import (
 )
 from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.adapters.routers import FakeRouter
-from modelops.core.deployment import MAX_REQUESTS_PER_TICK
+from modelops.core.deployment import INVALID_SPEC_REFUSAL, MAX_REQUESTS_PER_TICK
 from modelops.handlers.operator import _reconcile_fresh, retiring
-from modelops.handlers.reconcile import INVALID_SPEC_REFUSAL, Runtime, reconcile_deployment
+from modelops.handlers.reconcile import Runtime, reconcile_deployment
 from modelops.telemetry import Telemetry
 
 NS = "ml"

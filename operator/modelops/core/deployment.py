@@ -26,6 +26,7 @@ repairs of drift the observations report (someone edited the route, a workload d
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -939,8 +940,19 @@ def decide(
     return _Tick(spec, meta, status, obs, now).run()
 
 
-def mark_invalid_spec(status: ModelDeploymentStatus, message: str, generation: int | None, now: datetime) -> Decision:
-    """Semantic errors in the spec: phase ``InvalidSpec`` with the message, and nothing else changes.
+#: The answer to a ModelRequest for a ModelDeployment whose spec is invalid: nothing is applied until it is fixed.
+INVALID_SPEC_REFUSAL = "not applied: the ModelDeployment's spec is invalid (InvalidSpec); fix it, then ask again"
+
+
+def mark_invalid_spec(
+    status: ModelDeploymentStatus,
+    message: str,
+    generation: int | None,
+    now: datetime,
+    requests: Sequence[ManualRequest] = (),
+) -> Decision:
+    """Semantic errors in the spec: phase ``InvalidSpec`` with the message, and nothing else changes; pending
+    ModelRequests (``requests``) are refused, not kept to be applied late once the spec is fixed.
 
     The event is emitted once per distinct message; the next valid spec resumes the interrupted phase.
     """
@@ -954,7 +966,8 @@ def mark_invalid_spec(status: ModelDeploymentStatus, message: str, generation: i
     st.observed_generation = generation
     changed = before is None or before.status != "True" or before.message != message
     events: tuple[Action, ...] = (EmitEvent("Warning", Reason.INVALID_SPEC.value, message),) if changed else ()
-    return Decision(events, st)
+    refused = tuple(AnswerRequest(r.name, False, INVALID_SPEC_REFUSAL) for r in requests if r.name)
+    return Decision(events + refused, st)
 
 
 __all__ = [

@@ -390,10 +390,6 @@ def execute_deployment_actions(
                 raise TypeError(f"a ModelDeployment cannot execute {action!r}")
 
 
-#: The answer to a ModelRequest for a ModelDeployment whose spec is invalid: nothing is applied until it is fixed.
-INVALID_SPEC_REFUSAL = "not applied: the ModelDeployment's spec is invalid (InvalidSpec); fix it, then ask again"
-
-
 def answer_requests(api: KubeApi, namespace: str, actions: Sequence[Action], now: datetime) -> None:
     """Write each answered ModelRequest's status. A failure is only logged: the request stays unanswered in the
     watch cache, and the next reconcile answers it again from the record in the ModelDeployment's status."""
@@ -484,13 +480,12 @@ def reconcile_deployment(
     except ValidationError as exc:
         spec, problems = None, describe(exc, ("spec",))
     if spec is None or problems:
-        decision = mark_invalid_spec(status, "; ".join(problems), meta.generation, now)
+        decision = mark_invalid_spec(status, "; ".join(problems), meta.generation, now, pending_requests(requests))
         for action in decision.actions:
             if isinstance(action, EmitEvent):
                 kube.emit_event(dict(body), action.type, action.reason, action.message)
         wrote = write_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
-        refused = [AnswerRequest(r.name, False, INVALID_SPEC_REFUSAL) for r in pending_requests(requests) if r.name]
-        answer_requests(rt.api, meta.namespace, refused, now)
+        answer_requests(rt.api, meta.namespace, decision.actions, now)
         return Outcome(wrote, rt.idle_seconds, actions=decision.actions)
 
     md = ModelDeployment(metadata=meta, spec=spec, status=status)
