@@ -87,14 +87,17 @@ def test_up_says_how_to_use_kubectl_status_shows_the_pods_and_down_leaves_nothin
         pods = json.loads(kubectl("get", "pods", "-l", "app=web", "-o", "json"))["items"]
         assert [p["status"]["phase"] for p in pods] == ["Running", "Running"]
 
+        # The state file `status` reads is a snapshot the sandbox rewrites every few seconds: wait until it has
+        # caught up with both Pods being ready, as the API says they are.
+        def listed_ready(out: str) -> bool:
+            lines = out.splitlines()
+            return all(any(f"default/{p['metadata']['name']} " in line and "running ready" in line for line in lines)
+                       for p in pods)  # fmt: skip
+
         status = wait_for(
-            lambda: (
-                (s := _sandbox("status", "--dir", str(directory))).returncode == 0
-                and all(f"{p['metadata']['name']} " in s.stdout for p in pods)
-                and s
-            ),
+            lambda: (s := _sandbox("status", "--dir", str(directory))).returncode == 0 and listed_ready(s.stdout) and s,
             30,
-            "status to list both Pods",
+            "status to list both Pods ready",
         )
         for pod in pods:
             (line,) = [line for line in status.stdout.splitlines() if f"default/{pod['metadata']['name']} " in line]
