@@ -27,10 +27,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install modelops with its dev extras (fast when nothing changed)
 
-deps: venv ## Debian packages and tools the tests use (prometheus, promtool, helm, the local cluster's binaries)
+deps: venv ## Debian packages and tools the tests use (prometheus, promtool, helm, the local cluster's binaries, Traefik)
 	@bash scripts/ensure-deps.sh
 	@bash scripts/fetch-helm.sh >/dev/null
 	@bash scripts/build-kube.sh >/dev/null
+	@bash scripts/build-traefik.sh >/dev/null
 
 lint: venv ## ruff, mypy strict on operator/, import-linter contracts
 	$(BIN)/ruff check operator tests bench

