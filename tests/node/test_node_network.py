@@ -1,4 +1,4 @@
-"""Each node agent holds a loopback block of its own, so that two agents on one machine never share a Pod address."""
+"""Each node agent holds a block of Pod addresses of its own, so that two agents on one machine never share a Pod address."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ def test_two_claims_get_two_blocks_and_a_released_block_is_claimed_again(tmp_pat
     first = PodNetwork.claim(tmp_path)
     second = PodNetwork.claim(tmp_path)
     try:
-        assert (str(first.network), str(second.network)) == ("127.0.0.0/16", "127.1.0.0/16")
+        assert (str(first.network), str(second.network)) == ("198.18.0.0/20", "198.18.16.0/20")
         assert first.allocate() not in second
         first.release()
         again = PodNetwork.claim(tmp_path)
-        assert str(again.network) == "127.0.0.0/16"
+        assert str(again.network) == "198.18.0.0/20"
         again.release()
     finally:
         first.release()
@@ -33,14 +33,14 @@ def test_a_block_held_by_another_process_is_skipped_and_freed_when_that_process_
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
         try:
             assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "127.0.0.0/16"
+            assert holder.stdout.readline().strip() == "198.18.0.0/20"
             mine = PodNetwork.claim(tmp_path)
-            assert str(mine.network) == "127.1.0.0/16"
+            assert str(mine.network) == "198.18.16.0/20"
             mine.release()
         finally:
             holder.kill()  # not a clean exit: the kernel still drops the lock
     after = PodNetwork.claim(tmp_path)
-    assert str(after.network) == "127.0.0.0/16"
+    assert str(after.network) == "198.18.0.0/20"
     after.release()
 
 

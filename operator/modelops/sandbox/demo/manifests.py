@@ -8,8 +8,8 @@ What changes from the example, and why:
 * artifact URIs point at the demo directory, and the gate and retraining Jobs read the data the demo's "data
   pipeline" writes there (``--data``), and write new versions there (``--out-dir``);
 * the model server binds its Pod's own address and port (``--host=$(POD_IP) --port=$(PORT)``): the node agent runs
-  each Pod on a loopback address of its own, sets ``POD_IP`` and ``PORT`` (the container port) and expands
-  ``$(VAR)`` in args as a kubelet does, so the readiness probe, Prometheus and the gateway reach each Pod there.
+  each Pod on an address of its own, sets ``POD_IP`` and ``PORT`` (the container port) and expands
+  ``$(VAR)`` in args as a kubelet does, so the readiness probe, Prometheus and the data plane reach each Pod there.
 
 Metrics, thresholds, owners, gates, approvals, monitoring and retraining policy are the example's, unchanged: the
 demo shows the example's lifecycle, not a demo-only one.

@@ -154,7 +154,7 @@ class ServerMetrics:
 
 
 class ModelServer:
-    """One model version served over HTTP on ``host`` (127.0.0.1; a pod's own loopback address under the node agent).
+    """One model version served over HTTP on ``host`` (127.0.0.1; a Pod's own address under the node agent).
 
     ``ModelServer(uri, "demo", "v1").start()`` serves in background threads (tests, the gateway's tests) and
     ``stop()`` ends it; the command line calls ``serve_forever()`` instead. Port 0 picks a free port (``port``).

@@ -6,10 +6,11 @@ controllers' work; the agent only does what a kubelet does:
 
 - **Run.** The first container's ``command`` + ``args`` (``$(VAR)`` expanded, ``python`` meaning this interpreter;
   there is no container runtime, so an image without a command cannot run: its Pod waits with reason
-  ``Unrunnable``). Each Pod gets a loopback address of its own (``127.N.x.y``, ``status.podIP``, from a /16 that no
-  other agent on the machine holds), given to the process as ``POD_IP`` (and through ``fieldRef: status.podIP``),
-  with ``PORT`` set to its first ``containerPort``: two Pods listen on the same port without clashing, as on a
-  cluster network.
+  ``Unrunnable``). Each Pod gets an address of its own (``198.18.x.y``, ``status.podIP``, from a block of
+  ``198.18.0.0/15`` that no other agent on the machine holds and that a local route makes this machine's, so the
+  EndpointSlice controller publishes it: see ``_network``), given to the process as ``POD_IP`` (and through
+  ``fieldRef: status.podIP``), with ``PORT`` set to its first ``containerPort``: two Pods listen on the same port
+  without clashing, as on a cluster network.
 - **Restart.** ``restartPolicy: Always`` processes are restarted with crash-loop backoff (``restartCount``, counted
   at each restart, and ``lastState``); other ones run once (``OnFailure`` is not restarted in place), and the Pod
   ends ``Succeeded`` or ``Failed`` with the container's exit code and its termination message (the file named by
@@ -45,7 +46,7 @@ from typing import Any
 
 from . import _spec as spec
 from ._kube import ApiError, Client, Kind
-from ._network import PodNetwork
+from ._network import PodNetwork, ensure_local_route
 from ._process import Backoff, JobProcess, ProcessSpec, ServerProcess
 
 __all__ = ["NodeAgent", "PodProcess"]
@@ -126,7 +127,7 @@ class NodeAgent:
         #: ``spec.taints`` the Node registers with (as ``kubelet --register-with-taints``; never changed later)
         self.taints = [dict(t) for t in taints]
         self._pods: dict[Key, PodProcess] = {}
-        #: the loopback /16 the Pods' addresses come from, claimed in :meth:`start` (see ``_network``)
+        #: the block the Pods' addresses come from, claimed in :meth:`start` (see ``_network``)
         self.pod_network: PodNetwork | None = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -157,6 +158,7 @@ class NodeAgent:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        ensure_local_route()
         self.pod_network = PodNetwork.claim()
         self._register()
         self._thread.start()
