@@ -44,6 +44,7 @@ from modelops.core import (
     annotation_request,
     decide,
     get_condition,
+    mark_blocked,
     mark_invalid_spec,
     parse_request,
 )
@@ -1005,6 +1006,46 @@ def test_requests_to_an_invalid_spec_are_refused_and_none_is_applied() -> None:
     assert answers(decision) == [("r-abort", False, INVALID_SPEC_REFUSAL)]
     assert decision.status.requests == []
     assert decision.status.phase == Phase.INVALID
+
+
+BLOCKED_BY = "DestinationRule ml/churn exists and does not belong to ModelDeployment 'churn'"
+
+
+def test_an_object_not_its_own_blocks_the_tick_and_says_so_once() -> None:
+    """An action met an object the operator must write and does not own: the status is the one before the tick with
+    condition Blocked, an event says so once, and the next tick whose actions all succeed clears it."""
+    status = progressing(1)
+    first = mark_blocked(status, BLOCKED_BY, 3, T0)
+    blocked = get_condition(first.status.conditions, "Blocked")
+    assert blocked is not None
+    assert (blocked.status, blocked.reason, blocked.message) == ("True", "ObjectNotOwned", BLOCKED_BY)
+    assert (blocked.last_transition_time, blocked.observed_generation) == (T0, 3)
+    assert events(first) == ["ObjectNotOwned"]
+    assert non_events(first) == [], "nothing is tried meanwhile"
+    assert first.status.model_copy(update={"conditions": status.conditions}) == status, "nothing else changes"
+    assert first.status.observed_generation == status.observed_generation, "the next tick decides the same again"
+
+    again = mark_blocked(first.status, BLOCKED_BY, 3, T0 + MIN)
+    assert (again.actions, again.status) == ((), first.status), "said once: nothing to write"
+    elsewhere = mark_blocked(first.status, "Service ml/churn-v2 exists and does not belong to it", 3, T0 + MIN)
+    assert events(elsewhere) == ["ObjectNotOwned"], "another object in the way is said again"
+
+    down = mark_blocked(first.status, BLOCKED_BY, 3, T0 + MIN, stable_ready=False)
+    ready = get_condition(down.status.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "StableNotReady"), "Ready says what was seen, blocked or not"
+    assert down.actions == ()
+
+    resumed = decide(spec(), meta(3), again.status, obs(), T0 + 2 * MIN)
+    cleared = get_condition(resumed.status.conditions, "Blocked")
+    assert cleared is not None
+    assert (cleared.status, cleared.reason) == ("False", "NotBlocked")
+    assert "ObjectNotOwned" not in events(resumed), "cleared quietly, as InvalidSpec is"
+
+
+def test_a_model_deployment_never_blocked_has_no_blocked_condition() -> None:
+    decision = decide(spec(), meta(3), progressing(1), obs(), T0 + MIN)
+    assert get_condition(decision.status.conditions, "Blocked") is None
 
 
 def test_gate_added_during_validation_is_started() -> None:

@@ -26,6 +26,7 @@ from .deployment import (
     decide,
     desired_weights,
     desired_workloads,
+    mark_blocked,
     mark_invalid_spec,
     monitoring_due,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "get_condition",
     "judge_gate",
     "judge_metric",
+    "mark_blocked",
     "mark_invalid_spec",
     "monitoring_due",
     "parse_request",

@@ -24,8 +24,9 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     INVALID_SPEC = "InvalidSpec"
-    # ModelRetirement
+    #: ModelRetirement: it cannot go on safely; ModelDeployment: an object it must write is not its own
     BLOCKED = "Blocked"
+    # ModelRetirement
     RETIRED = "Retired"
 
 
@@ -65,6 +66,9 @@ class Reason(StrEnum):
     OLD_STABLE_DELETED = "OldStableDeleted"
     ROUTE_DRIFT = "RouteDrift"
     WORKLOAD_MISSING = "WorkloadMissing"
+    #: Blocked=True: an object the operator must write (a version's Deployment or Service, the DestinationRule of
+    #: Istio's host mode) exists and is not its own; it is left alone, and nothing that needs it moves
+    OBJECT_NOT_OWNED = "ObjectNotOwned"
     # monitoring
     METRICS_HEALTHY = "MetricsHealthy"
     METRICS_DEGRADED = "MetricsDegraded"

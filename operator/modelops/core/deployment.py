@@ -822,24 +822,18 @@ class _Tick:
 
     def conditions(self) -> None:
         st, gen, now = self.st, self.meta.generation, self.now
-        cs = st.conditions
-        if st.stable_version is None:
-            cs = set_condition(
-                cs, ConditionType.READY, "False", Reason.NO_STABLE_VERSION, "nothing promoted yet", now, gen
-            )
-        elif self.obs.stable_ready:
-            cs = set_condition(
-                cs, ConditionType.READY, "True", Reason.STABLE_READY, f"{st.stable_version} serving", now, gen
-            )
-        else:
-            msg = f"{st.stable_version} is not ready"
-            cs = set_condition(cs, ConditionType.READY, "False", Reason.STABLE_NOT_READY, msg, now, gen)
+        cs = ready_condition(st.conditions, st.stable_version, self.obs.stable_ready, now, gen)
         status, reason, message = self.progressing or ("False", Reason.NO_CANDIDATE.value, "no rollout yet")
         cs = set_condition(cs, ConditionType.PROGRESSING, status, reason, message, now, gen)
         cs = self.degraded_condition(cs)
         invalid = get_condition(cs, ConditionType.INVALID_SPEC)
         if invalid is not None and invalid.status != "False":
             cs = set_condition(cs, ConditionType.INVALID_SPEC, "False", Reason.SPEC_VALID, "spec is valid", now, gen)
+        blocked = get_condition(cs, ConditionType.BLOCKED)
+        if blocked is not None and blocked.status != "False":
+            # This status is written only once every action of the tick is carried out: nothing is in the way now.
+            message = "every object the operator writes is its own"
+            cs = set_condition(cs, ConditionType.BLOCKED, "False", Reason.NOT_BLOCKED, message, now, gen)
         st.conditions = cs
 
     def degraded_condition(self, cs: list[Condition]) -> list[Condition]:
@@ -878,6 +872,23 @@ class _Tick:
         if was is not None and was.status != "False":  # no longer degraded, or judged again: said once, as it is
             self.event("Normal", Reason.METRICS_HEALTHY, message)
         return set_condition(cs, ConditionType.DEGRADED, "False", Reason.METRICS_HEALTHY, message, now, gen)
+
+
+def ready_condition(
+    conditions: Sequence[Condition], stable: str | None, stable_ready: bool, now: datetime, generation: int | None
+) -> list[Condition]:
+    """``Ready``: whether the stable version serves. From what was observed alone, so that a tick whose decision is
+    not recorded (``mark_blocked``) still says it."""
+    if stable is None:
+        return set_condition(
+            conditions, ConditionType.READY, "False", Reason.NO_STABLE_VERSION, "nothing promoted yet", now, generation
+        )
+    if stable_ready:
+        return set_condition(
+            conditions, ConditionType.READY, "True", Reason.STABLE_READY, f"{stable} serving", now, generation
+        )
+    message = f"{stable} is not ready"
+    return set_condition(conditions, ConditionType.READY, "False", Reason.STABLE_NOT_READY, message, now, generation)
 
 
 def _checks(n: int, kind: str = "") -> str:
@@ -970,6 +981,34 @@ def mark_invalid_spec(
     return Decision(events + refused, st)
 
 
+def mark_blocked(
+    status: ModelDeploymentStatus,
+    message: str,
+    generation: int | None,
+    now: datetime,
+    stable_ready: bool | None = None,
+) -> Decision:
+    """An action of the tick met an object that the operator must write and that is not its own (a DestinationRule of
+    the same name in Istio's host mode, a Service of a version's name): it is left alone, and the status is the one
+    before the tick with condition ``Blocked`` (reason ObjectNotOwned, ``message`` naming the object) added, and
+    ``Ready`` as observed (``stable_ready``, when given: the stable version keeps serving meanwhile).
+
+    Nothing else of the tick is recorded: phase, weights and ``observedGeneration`` stay, so the next reconcile
+    decides the same and tries again. A Warning event is emitted when the condition appears or its message changes;
+    the first tick whose actions all succeed sets it back to False.
+    """
+    st = status.model_copy(deep=True)
+    before = get_condition(status.conditions, ConditionType.BLOCKED)
+    if stable_ready is not None:
+        st.conditions = ready_condition(st.conditions, st.stable_version, stable_ready, now, generation)
+    st.conditions = set_condition(
+        st.conditions, ConditionType.BLOCKED, "True", Reason.OBJECT_NOT_OWNED, message, now, generation
+    )
+    changed = before is None or before.status != "True" or before.message != message
+    events: tuple[Action, ...] = (EmitEvent("Warning", Reason.OBJECT_NOT_OWNED.value, message),) if changed else ()
+    return Decision(events, st)
+
+
 __all__ = [
     "Decision",
     "analysis_due",
@@ -977,6 +1016,7 @@ __all__ = [
     "desired_weights",
     "desired_workloads",
     "infer_phase",
+    "mark_blocked",
     "mark_invalid_spec",
     "monitoring_due",
 ]

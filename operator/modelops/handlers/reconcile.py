@@ -76,6 +76,7 @@ from modelops.core import (
     decide,
     desired_weights,
     desired_workloads,
+    mark_blocked,
     mark_invalid_spec,
     monitoring_due,
     pending_requests,
@@ -498,7 +499,10 @@ def reconcile_deployment(
         started: list[str] = []
         try:
             execute_deployment_actions(kube, router, md, decision.actions, started)
-        except (KubeApiError, RouterError, NotOwnedError) as exc:
+        except NotOwnedError as exc:
+            _undo_jobs(kube, md, started)
+            return _blocked(rt, kube, md, raw_status, str(exc), now, obs.stable_ready)
+        except (KubeApiError, RouterError) as exc:
             message = f"{type(exc).__name__}: {exc}"
             log.warning("%s/%s: %s", meta.namespace, meta.name, message)
             _safe_event(kube, md, "Warning", "ReconcileError", message)
@@ -515,6 +519,36 @@ def reconcile_deployment(
     if len(requests) > MAX_REQUESTS_PER_TICK:
         nxt = min(nxt, rt.poll_seconds)  # more requests than one reconcile takes: the rest soon
     return Outcome(written is not None, nxt, actions=decision.actions, resource_version=written or None)
+
+
+def _blocked(
+    rt: Runtime,
+    kube: KubeAdapter,
+    md: ModelDeployment,
+    raw_status: Mapping[str, Any],
+    message: str,
+    now: datetime,
+    stable_ready: bool,
+) -> Outcome:
+    """An action met an object the operator must write and does not own: it is left alone, the tick's decision is
+    dropped, and the status before it gets condition ``Blocked`` saying why (``mark_blocked``), so the reason is on
+    the object itself, not only in an event; the next reconcile tries again."""
+    meta = md.metadata
+    log.warning("%s/%s: blocked: %s", meta.namespace, meta.name, message)
+    decision = mark_blocked(md.status, message, meta.generation, now, stable_ready)
+    written = patch_status(rt.api, MODELDEPLOYMENTS, meta, raw_status, _dump(decision.status))
+    # Said once the condition is recorded: a 409 on that write (kopf's own patch of a changed spec races it) makes
+    # the next attempt decide again from the status without it, and the event would be said twice.
+    for action in decision.actions:
+        if isinstance(action, EmitEvent):
+            _safe_event(kube, md, action.type, action.reason, action.message)
+    return Outcome(
+        written is not None,
+        rt.poll_seconds,
+        error=f"{NotOwnedError.__name__}: {message}",
+        actions=decision.actions,
+        resource_version=written or None,
+    )
 
 
 def _record(
@@ -560,7 +594,7 @@ def finalize_deployment(rt: Runtime, body: Mapping[str, Any], *, retiring: bool 
     if status.stable_version is not None and not retiring:
         try:
             rt.router(spec, meta.namespace, meta.name).finalize(status.stable_version)
-        except RouterError as exc:
+        except (RouterError, NotOwnedError) as exc:
             log.warning("%s/%s: route not restored: %s", meta.namespace, meta.name, exc)
     kube = KubeAdapter(rt.api, meta.namespace)
     for obj in kube.list_owned(md):
