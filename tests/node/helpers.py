@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 
 from modelops.sandbox.node import Client, NodeAgent, PodProcess
-from modelops.sandbox.node._kube import PODS
+from modelops.sandbox.node._kube import PODS, Kind
 from plugins.waiting import wait_for as wait_for  # the suite's one polling helper, re-exported for the node tests
 
 TINY_SERVER = str(Path(__file__).with_name("tiny_server.py"))
@@ -56,6 +56,20 @@ def pods(api: Client, namespace: str, **labels: str) -> list[dict[str, Any]]:
         for p in api.list(PODS, namespace)
         if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
     ]
+
+
+ENDPOINTSLICES = Kind("discovery.k8s.io", "v1", "endpointslices")
+
+
+def ready_endpoints(api: Client, namespace: str, service: str) -> list[str]:
+    """The ready addresses of a Service, as the EndpointSlice controller published them."""
+    slices = [
+        s
+        for s in api.list(ENDPOINTSLICES, namespace)
+        if ((s.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name") == service
+    ]
+    return sorted(a for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")
+                  for a in e.get("addresses") or [])  # fmt: skip
 
 
 def container_status(pod: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import psutil
 import pytest
 
 from modelops.sandbox.cluster import NODE_NAME
-from modelops.sandbox.endpoints import ServiceEndpoints
 from modelops.sandbox.node import Client
 from modelops.sandbox.node._kube import DEPLOYMENTS, PODS, SERVICES
 from plugins.cluster import KubeCluster
@@ -33,6 +32,7 @@ from .helpers import (
     pod,
     pods,
     processes,
+    ready_endpoints,
     wait_for,
 )
 
@@ -128,15 +128,16 @@ def test_readiness_follows_the_probe(kube: KubeCluster, api: Client, ns: str, tm
     marker = tmp_path / "not-ready"
     api.create(DEPLOYMENTS, ns, deployment("probe", replicas=2, env={"NOT_READY_FILE": str(marker)}))
     api.create(SERVICES, ns, service("probe"))
-    endpoints = ServiceEndpoints(api, ns, max_age=0)
     wait_for(lambda: ready(api, ns, "probe", 2), what="2 ready replicas")
-    assert len(endpoints.resolve("probe")) == 2
+    # the EndpointSlice controller publishes the ready Pods' own addresses
+    addresses = wait_for(lambda: len(ready_endpoints(api, ns, "probe")) == 2 and ready_endpoints(api, ns, "probe"))
+    assert sorted(p["status"]["podIP"] for p in pods(api, ns, app="probe")) == addresses
 
     marker.touch()
     down = wait_for(lambda: (s := (api.get(DEPLOYMENTS, ns, "probe") or {}).get("status") or {}).get(
         "readyReplicas", 0) == 0 and s, what="no replica ready")  # fmt: skip
     not_ready = pods(api, ns, app="probe")
-    while_down = endpoints.resolve("probe")
+    wait_for(lambda: ready_endpoints(api, ns, "probe") == [], what="no ready endpoint while no replica is ready")
     marker.unlink()
     wait_for(lambda: ready(api, ns, "probe", 2), what="ready again")
 
@@ -144,8 +145,7 @@ def test_readiness_follows_the_probe(kube: KubeCluster, api: Client, ns: str, tm
     assert [condition(p, "Ready")["status"] for p in not_ready] == ["False", "False"]  # type: ignore[index]
     assert [container_status(p)["ready"] for p in not_ready] == [False, False]
     assert [p["status"]["phase"] for p in not_ready] == ["Running", "Running"]  # running, only not ready
-    assert while_down == []
-    assert len(endpoints.resolve("probe")) == 2
+    wait_for(lambda: len(ready_endpoints(api, ns, "probe")) == 2, what="both endpoints ready again")
 
 
 def test_a_crashing_container_is_restarted_with_backoff(

@@ -13,6 +13,10 @@ MANAGER = "modelops"
 MODEL_LABEL = "modelops.io/model"
 VERSION_LABEL = "modelops.io/version"
 DEPLOYMENT_LABEL = "modelops.io/deployment"
+#: on the Pods of a version's Deployment: ``server``. Gate and retraining Job Pods carry the same owner and version
+#: labels, so the Services select this too, or a Job's Pod would be an endpoint of the version it tests.
+COMPONENT_LABEL = "modelops.io/component"
+SERVER_COMPONENT = "server"
 
 
 def dns_label(name: str) -> str:

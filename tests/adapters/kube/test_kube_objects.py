@@ -66,7 +66,9 @@ def test_deployment_carries_labels_owner_and_server_settings() -> None:
         }
     ]
     assert d["spec"]["replicas"] == 3
-    assert d["spec"]["selector"]["matchLabels"] == d["spec"]["template"]["metadata"]["labels"]
+    # the Pods carry the selector's labels, and say they serve (a gate Job's Pods carry the version's labels too)
+    assert d["spec"]["template"]["metadata"]["labels"] == {**d["spec"]["selector"]["matchLabels"],
+                                                           "modelops.io/component": "server"}  # fmt: skip
     pod = d["spec"]["template"]
     assert pod["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true",
@@ -101,10 +103,14 @@ def test_service_selects_one_version_and_shared_service_all() -> None:
     md = make_md("replicas")
     svc = build_service(md, "2.0.0")
     assert svc["metadata"]["name"] == "fraud-2-0-0"
-    assert svc["spec"]["selector"] == {**OWNER_LABELS, "modelops.io/version": "2.0.0"}
+    assert svc["spec"]["selector"] == {
+        **OWNER_LABELS,
+        "modelops.io/version": "2.0.0",
+        "modelops.io/component": "server",
+    }
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]
     shared = build_shared_service(md, "fraud")
-    assert shared["spec"]["selector"] == OWNER_LABELS
+    assert shared["spec"]["selector"] == {**OWNER_LABELS, "modelops.io/component": "server"}
     assert owned_by(shared, md)
 
 

@@ -17,10 +17,12 @@ from kubernetes.utils import parse_quantity
 from modelops.api.common import API_VERSION
 from modelops.api.deployment import KIND, ModelDeployment
 from modelops.core.naming import (
+    COMPONENT_LABEL,
     DEPLOYMENT_LABEL,
     MANAGED_BY_LABEL,
     MANAGER,
     MODEL_LABEL,
+    SERVER_COMPONENT,
     VERSION_LABEL,
     workload_name,
 )
@@ -106,7 +108,9 @@ def build_deployment(md: ModelDeployment, version: str, uri: str, *, replicas: i
     the split with :func:`modelops.core.steps.split_replicas`), so the kube adapter must not write it back.
     """
     server = md.spec.server
+    # The selector stays the version's labels (a Deployment's selector is immutable); the Pods also say they serve.
     pod_labels = labels(md, version)
+    template_labels = {**pod_labels, COMPONENT_LABEL: SERVER_COMPONENT}
     env = [e.model_dump() for e in server.env if e.name not in {"MODEL_NAME", "MODEL_VERSION", "MODEL_URI"}]
     env += [
         {"name": "MODEL_NAME", "value": md.spec.model.name},
@@ -130,7 +134,7 @@ def build_deployment(md: ModelDeployment, version: str, uri: str, *, replicas: i
         "selector": {"matchLabels": pod_labels},
         "template": {
             "metadata": {
-                "labels": pod_labels,
+                "labels": template_labels,
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(server.port),
@@ -159,7 +163,7 @@ def build_service(md: ModelDeployment, version: str) -> Obj:
         "kind": SERVICES.kind,
         "metadata": _metadata(workload_name(md.metadata.name, version), md, labels(md, version)),
         "spec": {
-            "selector": labels(md, version),
+            "selector": {**labels(md, version), COMPONENT_LABEL: SERVER_COMPONENT},
             "ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}],
         },
     }
@@ -173,7 +177,7 @@ def build_shared_service(md: ModelDeployment, name: str) -> Obj:
         "kind": SERVICES.kind,
         "metadata": _metadata(name, md, owner_labels(md)),
         "spec": {
-            "selector": owner_labels(md),
+            "selector": {**owner_labels(md), COMPONENT_LABEL: SERVER_COMPONENT},
             "ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}],
         },
     }
