@@ -40,7 +40,11 @@ def model_deployment(name: str, version: str, interval: str) -> dict[str, Any]:
         "spec": {
             "model": {"name": name, "version": version, "uri": f"file:///models/{name}/{version}.pkl"},
             "server": {"image": "example/server:1", "port": 8080, "replicas": 1},
-            "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": name, "ruleName": "model"}},
+            # no data plane in the benchmark: no Gateway controller to accept the routes
+            "traffic": {
+                "router": "gatewayAPI",
+                "gatewayAPI": {"httpRoute": name, "ruleName": "model", "waitForAcceptance": False},
+            },
             "rollout": {
                 "steps": [{"weight": 10, "pause": "1h"}, {"weight": 100}],
                 "progressDeadline": "4h",

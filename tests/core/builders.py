@@ -45,7 +45,9 @@ def spec(**overrides: Any) -> ModelDeploymentSpec:
     data: dict[str, Any] = {
         "model": {"name": "churn", "version": "v2", "uri": "s3://models/churn/v2"},
         "server": {"image": "ghcr.io/acme/server:1", "replicas": 4},
-        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "churn"}},
+        # The worked examples time steps from the tick that sets their weights: no Gateway acceptance to wait for
+        # (the cases on acceptance turn it on).
+        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "churn", "waitForAcceptance": False}},
         "rollout": {
             "steps": [{"weight": w, "pause": "1m"} for w in STEPS],
             "analysis": {

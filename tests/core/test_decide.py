@@ -49,6 +49,7 @@ from modelops.core import (
     parse_request,
 )
 from modelops.core.deployment import INVALID_SPEC_REFUSAL, Decision
+from modelops.core.observations import Acceptance, RouteAcceptance
 
 from .builders import (
     DAY,
@@ -144,6 +145,17 @@ def named(action: str, name: str, team: str = "", by: str = "") -> ManualRequest
 
 def answers(d: Decision) -> list[tuple[str, bool, str]]:
     return [(a.name, a.applied, a.message) for a in d.actions if isinstance(a, AnswerRequest)]
+
+
+#: a Gateway whose controller must accept each step's route before the step starts (the default for gatewayAPI)
+GATEWAY: dict[str, Any] = {"traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "churn"}}}
+PENDING = RouteAcceptance(Acceptance.PENDING, "Pending", "gw.example/controller on Gateway ml/public has not reported")
+ACCEPTED = RouteAcceptance(Acceptance.ACCEPTED, "Accepted", "accepted by Gateway ml/public at generation 5")
+REJECTED = RouteAcceptance(
+    Acceptance.REJECTED,
+    "BackendNotFound",
+    "gw.example/controller on Gateway ml/public: ResolvedRefs=False (BackendNotFound)",
+)
 
 
 @dataclass
@@ -326,6 +338,77 @@ CASES = {
         actions=[SetWeights({"v1": 90, "v2": 10})],
         events=("StepAdvanced",),
         check=lambda d: (d.status.current_step, d.status.step_started_at) == (0, T0 + MIN),
+    ),
+    # ------------------------------------------------------------------ a Gateway that must accept the route first
+    "with_a_gateway_a_step_is_entered_but_not_started_until_the_route_is_accepted": Case(
+        progressing(None),
+        spec=GATEWAY,
+        at=MIN,
+        phase=Phase.PROGRESSING,
+        actions=[SetWeights({"v1": 90, "v2": 10})],
+        events=("StepAdvanced",),
+        check=lambda d: (d.status.current_step, d.status.step_started_at) == (0, None),
+    ),
+    "a_step_whose_route_is_not_accepted_yet_holds_and_says_why": Case(
+        progressing(0, step_started_at=None),
+        spec=GATEWAY,
+        obs=obs(route_acceptance=PENDING),
+        at=5 * MIN,
+        phase=Phase.PROGRESSING,
+        actions=[],
+        check=lambda d: (
+            d.status.step_started_at is None
+            and d.status.analysis.last_check_at is None
+            and cond(d, "Progressing").reason == "AwaitingRoute"
+            and PENDING.message in d.status.message
+            and (cond(d, "RouteAccepted").status, cond(d, "RouteAccepted").reason) == ("Unknown", "Pending")
+        ),
+    ),
+    "an_accepted_route_starts_the_step_and_its_pause_counts_from_then": Case(
+        progressing(0, step_started_at=None),
+        spec=GATEWAY,
+        obs=obs(route_acceptance=ACCEPTED),
+        at=2 * MIN,
+        phase=Phase.PROGRESSING,
+        actions=[],
+        check=lambda d: (
+            d.status.step_started_at == T0 + 2 * MIN
+            and d.status.current_step == 0
+            and cond(d, "RouteAccepted").status == "True"
+        ),
+    ),
+    "an_accepted_route_that_does_not_carry_the_steps_weights_does_not_start_it": Case(
+        progressing(0, step_started_at=None),
+        spec=GATEWAY,
+        obs=obs(route_acceptance=ACCEPTED, route_matches=False, router_weights={"v1": 100}),
+        at=2 * MIN,
+        phase=Phase.PROGRESSING,
+        actions=[SetWeights({"v1": 90, "v2": 10})],
+        events=("RouteDrift",),
+        check=lambda d: d.status.step_started_at is None,
+    ),
+    "a_rejected_route_is_a_condition_with_the_controllers_reason_and_an_event": Case(
+        progressing(0, step_started_at=None),
+        spec=GATEWAY,
+        obs=obs(route_acceptance=REJECTED),
+        at=2 * MIN,
+        phase=Phase.PROGRESSING,
+        actions=[],
+        events=("RouteRejected",),
+        check=lambda d: (
+            (cond(d, "RouteAccepted").status, cond(d, "RouteAccepted").reason) == ("False", "BackendNotFound")
+            and cond(d, "RouteAccepted").message == REJECTED.message
+            and d.status.step_started_at is None
+        ),
+    ),
+    "a_route_never_accepted_rolls_back_at_the_progress_deadline": Case(
+        progressing(0, step_started_at=None),
+        spec=GATEWAY,
+        obs=obs(route_acceptance=REJECTED),
+        at=11 * MIN,
+        phase=Phase.ROLLED_BACK,
+        actions=[SetWeights({"v1": 100}), DeleteWorkload("v2")],
+        check=lambda d: cond(d, "Progressing").reason == "RouteNotAccepted" and "BackendNotFound" in d.status.message,
     ),
     "candidate_never_ready_rolls_back_at_the_deadline": Case(
         progressing(None),

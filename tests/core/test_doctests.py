@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["steps", "naming", "conditions", "analysis", "gates", "requests"]
+MODULES = ["steps", "naming", "conditions", "analysis", "gates", "requests", "deployment"]
 
 
 @pytest.mark.parametrize("name", MODULES)

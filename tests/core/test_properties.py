@@ -23,6 +23,7 @@ from modelops.core import (
     desired_weights,
     desired_workloads,
 )
+from modelops.core.observations import Acceptance, RouteAcceptance
 
 from .builders import GOOD_GATE, T0, meta, progressing, promoted, request, spec
 
@@ -40,6 +41,11 @@ GATE = st.sampled_from(
     ]
 )
 REQUEST = st.sampled_from([None] * 6 + ["promote", "abort", "pause", "resume", "approve", "retry"])
+#: what the Gateway says of the route at each look: mostly accepted, sometimes not yet, rejected, or not read
+ROUTE = st.sampled_from(
+    [RouteAcceptance(Acceptance.ACCEPTED, "Accepted", "ok")] * 4
+    + [RouteAcceptance(Acceptance.PENDING, "Pending", "not yet"), RouteAcceptance(Acceptance.REJECTED, "X", "no"), None]
+)
 DT = st.sampled_from(
     [timedelta(0), timedelta(seconds=10), timedelta(minutes=1), timedelta(minutes=5), timedelta(hours=1)]
 )
@@ -49,7 +55,7 @@ DT = st.sampled_from(
 def specs(draw: st.DrawFn) -> ModelDeploymentSpec:
     router = draw(st.sampled_from(["gatewayAPI", "replicas"]))
     traffic: dict[str, Any] = (
-        {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "r"}}
+        {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "r", "waitForAcceptance": draw(st.booleans())}}
         if router == "gatewayAPI"
         else {"router": "replicas", "replicas": {"service": "s"}}
     )
@@ -87,6 +93,7 @@ def walks(draw: st.DrawFn) -> tuple[ModelDeploymentSpec, ModelDeploymentStatus, 
                     "stable_ready": st.booleans(),
                     "gate": GATE,
                     "request": REQUEST,
+                    "route": ROUTE,
                     "new_version": st.sampled_from([None] * 12 + ["v3", "v1"]),
                 }
             ),
@@ -116,6 +123,7 @@ def observe(status: ModelDeploymentStatus, step: dict[str, Any], n: int) -> Depl
         stable_ready=step["stable_ready"],
         gates=gates,
         route_matches=True,
+        route_acceptance=step["route"],
         requests=requests,
     )
 

@@ -36,7 +36,7 @@ def spec(version: str = "v1") -> dict[str, Any]:
     return {
         "model": {"name": "fraud", "version": version, "uri": f"file:///models/{version}.pkl"},
         "server": {"image": "example/fraud:1", "replicas": 1},
-        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "fraud"}},
+        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "fraud", "waitForAcceptance": False}},
         "rollout": {
             "steps": [{"weight": 10, "pause": "1m"}, {"weight": 100}],
             "analysis": {

@@ -72,6 +72,14 @@ class GatewayAPIRouter(ApiModel):
     rule_name: str | None = Field(
         default=None, max_length=253, description="the rule (by name) to manage; the first rule when unset"
     )
+    wait_for_acceptance: bool = Field(
+        default=True,
+        description=(
+            "a step's weights count as set (its pause and analysis start) only once every parent Gateway's "
+            "controller reports the route Accepted and ResolvedRefs for the generation written (status.parents); "
+            "turn off only where no controller reports on the route"
+        ),
+    )
 
 
 class IstioRouter(ApiModel):

@@ -120,8 +120,11 @@ class SampleIndex:
 
 
 def replay_spec(spec: ModelDeploymentSpec, candidate: str, stable: str) -> ModelDeploymentSpec:
-    """The spec the replay runs: the rollout policy only (no gates, approvals, monitoring or retraining)."""
+    """The spec the replay runs: the rollout policy only (no gates, approvals, monitoring or retraining), with a
+    route that takes each step's weights at once (no Gateway acceptance to wait for)."""
     out = spec.model_copy(deep=True)
+    if out.traffic.gateway_api is not None:
+        out.traffic.gateway_api.wait_for_acceptance = False
     out.gates = []
     out.approvals = []
     out.monitoring = None

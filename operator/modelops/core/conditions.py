@@ -24,6 +24,8 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     INVALID_SPEC = "InvalidSpec"
+    #: what the route's controller said of the route the operator wrote (Gateway API routers)
+    ROUTE_ACCEPTED = "RouteAccepted"
     #: ModelRetirement: it cannot go on safely; ModelDeployment: an object it must write is not its own
     BLOCKED = "Blocked"
     # ModelRetirement
@@ -65,6 +67,10 @@ class Reason(StrEnum):
     REVERTED_TO_STABLE = "RevertedToStable"
     OLD_STABLE_DELETED = "OldStableDeleted"
     ROUTE_DRIFT = "RouteDrift"
+    #: a step's weights are written; the Gateway's controller has not accepted them yet
+    AWAITING_ROUTE = "AwaitingRoute"
+    ROUTE_REJECTED = "RouteRejected"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
     WORKLOAD_MISSING = "WorkloadMissing"
     #: Blocked=True: an object the operator must write (a version's Deployment or Service, the DestinationRule of
     #: Istio's host mode) exists and is not its own; it is left alone, and nothing that needs it moves

@@ -67,12 +67,14 @@ from .actions import (
 from .analysis import CheckOutcome, check_outcome, judge_metric, summary
 from .conditions import ConditionStatus, ConditionType, Reason, get_condition, set_condition
 from .gates import flatten_metrics, judge_gate
-from .observations import DeploymentObservations, JobResult, JobState, ManualRequest
+from .observations import Acceptance, DeploymentObservations, JobResult, JobState, ManualRequest
 from .readings import Reading
 from .requests import RequestAction, describe
 from .steps import canary_weights, split_replicas
 
 #: Phases in which a candidate is being rolled out.
+#: why a step waits for its route before the route was read back after the write
+NOT_READ_BACK = "the route was not read back yet"
 ROLLOUT_PHASES = frozenset({Phase.VALIDATING, Phase.PROGRESSING, Phase.PAUSED})
 #: Phases in which the candidate's workload runs.
 CANDIDATE_LIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
@@ -139,6 +141,33 @@ def desired_workloads(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) 
 
 
 # -------------------------------------------------------------------------------------------------- timing
+
+
+def awaits_acceptance(spec: ModelDeploymentSpec) -> bool:
+    """Whether a step's weights count as set only once the route's controller accepted them (Gateway API)."""
+    gateway = spec.traffic.gateway_api
+    return spec.traffic.router == "gatewayAPI" and gateway is not None and gateway.wait_for_acceptance
+
+
+def route_unconfirmed(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
+    """The Gateway has not (yet) accepted the route as last written: a step waits for it, or condition
+    ``RouteAccepted`` is not True. The route is then read back at every tick until it is.
+
+    >>> from modelops.api.deployment import ModelDeploymentStatus as S
+    >>> from modelops.api.common import Condition
+    >>> spec = ModelDeploymentSpec.model_validate({"model": {"name": "m", "version": "1.0.0", "uri": "s3://m"},
+    ...     "server": {"image": "i"}, "traffic": {"router": "gatewayAPI", "gatewayAPI": {"httpRoute": "m"}}})
+    >>> ok = Condition(type="RouteAccepted", status="True", reason="Accepted")
+    >>> route_unconfirmed(spec, S(phase="Progressing", currentStep=0, conditions=[ok]))
+    True
+    >>> route_unconfirmed(spec, S(phase="Promoted")), route_unconfirmed(spec, S(phase="Promoted", conditions=[ok]))
+    (True, False)
+    """
+    if not awaits_acceptance(spec):
+        return False
+    accepted = get_condition(status.conditions, ConditionType.ROUTE_ACCEPTED)
+    waiting = status.phase == Phase.PROGRESSING and status.current_step is not None and status.step_started_at is None
+    return waiting or accepted is None or accepted.status != "True"
 
 
 def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
@@ -521,6 +550,8 @@ class _Tick:
             self.set_progressing("Unknown", Reason.ROLLOUT_PAUSED, f"{version}: paused by request at {where}")
             return
         st.phase = Phase.PROGRESSING
+        if st.step_started_at is None and not self.route_confirmed(where):
+            return
         assert st.step_started_at is not None
         # A step lasts at least until the next reconcile: a call repeated at the same instant changes nothing.
         if self.now < st.step_started_at + parse_duration(step.pause) or self.now <= st.step_started_at:
@@ -545,6 +576,26 @@ class _Tick:
             return
         self.enter_step(st.current_step + 1)
 
+    def route_confirmed(self, where: str) -> bool:
+        """The step's weights are in the route and its controller accepted them: the step starts now. Else it
+        waits (Progressing says for what), and rolls back once ``progressDeadline`` passes without acceptance."""
+        st, obs = self.st, self.obs
+        accepted = obs.route_acceptance
+        if obs.route_matches is True and accepted is not None and accepted.state == Acceptance.ACCEPTED:
+            st.step_started_at = self.now
+            return True
+        detail = accepted.message if accepted is not None else NOT_READ_BACK
+        if self.deadline_passed():
+            deadline = self.spec.rollout.progress_deadline
+            self.rollback(Reason.ROUTE_NOT_ACCEPTED, f"route not accepted within {deadline} at {where}: {detail}")
+            return False
+        self.awaiting_route(where, detail)
+        return False
+
+    def awaiting_route(self, where: str, detail: str) -> None:
+        message = f"{self.st.candidate_version}: {where}, waiting for the Gateway to accept the route: {detail}"
+        self.set_progressing("True", Reason.AWAITING_ROUTE, message)
+
     def passed_in_step(self) -> bool:
         """The latest analysis ran during the current step and every metric passed."""
         a, started = self.st.analysis, self.st.step_started_at
@@ -568,11 +619,15 @@ class _Tick:
         st.phase = Phase.PROGRESSING
         st.current_step = index
         st.canary_weight = weight
-        st.step_started_at = self.now
+        # With a Gateway whose controller must accept the route first, the step starts once it has (route_confirmed).
+        st.step_started_at = None if awaits_acceptance(self.spec) else self.now
         st.last_progress_at = self.now
         where = f"step {index + 1}/{len(steps)} at weight {weight}"
         self.event("Normal", Reason.STEP_ADVANCED, f"{st.candidate_version}: {where}")
-        self.set_progressing("True", Reason.ROLLOUT_IN_PROGRESS, f"{st.candidate_version}: {where}")
+        if st.step_started_at is None:
+            self.awaiting_route(where, NOT_READ_BACK)
+        else:
+            self.set_progressing("True", Reason.ROLLOUT_IN_PROGRESS, f"{st.candidate_version}: {where}")
 
     def analyse(self) -> bool:
         """Run one analysis; True when it rolled the candidate back."""
@@ -829,12 +884,28 @@ class _Tick:
         invalid = get_condition(cs, ConditionType.INVALID_SPEC)
         if invalid is not None and invalid.status != "False":
             cs = set_condition(cs, ConditionType.INVALID_SPEC, "False", Reason.SPEC_VALID, "spec is valid", now, gen)
+        cs = self.route_condition(cs)
         blocked = get_condition(cs, ConditionType.BLOCKED)
         if blocked is not None and blocked.status != "False":
             # This status is written only once every action of the tick is carried out: nothing is in the way now.
             message = "every object the operator writes is its own"
             cs = set_condition(cs, ConditionType.BLOCKED, "False", Reason.NOT_BLOCKED, message, now, gen)
         st.conditions = cs
+
+    def route_condition(self, cs: list[Condition]) -> list[Condition]:
+        """``RouteAccepted`` from what the route's controller reported (kept as it was when the route was not read);
+        a Warning event when it turns to a rejection, or the rejection's message changes."""
+        accepted = self.obs.route_acceptance
+        if accepted is None:
+            return cs
+        statuses: dict[Acceptance, ConditionStatus] = {Acceptance.ACCEPTED: "True", Acceptance.REJECTED: "False"}
+        status = statuses.get(accepted.state, "Unknown")
+        was = get_condition(self.before.conditions, ConditionType.ROUTE_ACCEPTED)
+        if status == "False" and (was is None or was.status != "False" or was.message != accepted.message):
+            self.event("Warning", Reason.ROUTE_REJECTED, accepted.message)
+        return set_condition(
+            cs, ConditionType.ROUTE_ACCEPTED, status, accepted.reason, accepted.message, self.now, self.meta.generation
+        )
 
     def degraded_condition(self, cs: list[Condition]) -> list[Condition]:
         st, mon, now, gen = self.st, self.spec.monitoring, self.now, self.meta.generation
@@ -1012,6 +1083,7 @@ def mark_blocked(
 __all__ = [
     "Decision",
     "analysis_due",
+    "awaits_acceptance",
     "decide",
     "desired_weights",
     "desired_workloads",
@@ -1019,4 +1091,5 @@ __all__ = [
     "mark_blocked",
     "mark_invalid_spec",
     "monitoring_due",
+    "route_unconfirmed",
 ]

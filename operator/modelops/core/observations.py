@@ -47,6 +47,23 @@ class ManualRequest:
     name: str = ""
 
 
+class Acceptance(StrEnum):
+    """What the data plane's controller said of the route the operator wrote (Gateway API ``status.parents``)."""
+
+    ACCEPTED = "Accepted"  # every parent accepted this generation and resolved its references
+    PENDING = "Pending"  # no word yet on this generation (or no controller reports on the route at all)
+    REJECTED = "Rejected"  # a parent refused this generation, or could not resolve a reference in it
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAcceptance:
+    """``state`` with the controller's own ``reason`` and a ``message`` naming the parent and the condition."""
+
+    state: Acceptance
+    reason: str
+    message: str
+
+
 def _no_readings() -> Mapping[str, Reading]:
     return {}
 
@@ -64,6 +81,8 @@ class DeploymentObservations:
     ``status.retraining.jobName``. ``router_weights`` is what the router reports (None when unreadable) and
     ``route_matches`` its own verdict on whether the weights in status are in effect (None when unknown): routers
     cannot always reproduce a weight exactly, so only ``route_matches is False`` counts as someone editing the route.
+    ``route_acceptance`` is what the route's controller reported for the generation read (None: not read, or a
+    router whose objects carry no such status).
     ``workloads`` lists the versions whose Deployment exists (None when not looked at). ``retiring`` says a
     ModelRetirement is draining this deployment: the route is then the retirement's, and is left alone.
     """
@@ -76,6 +95,7 @@ class DeploymentObservations:
     retraining: JobResult | None = None
     router_weights: Mapping[str, int] | None = None
     route_matches: bool | None = None
+    route_acceptance: RouteAcceptance | None = None
     requests: tuple[ManualRequest, ...] = ()
     monitoring: Mapping[str, Reading] = field(default_factory=_no_readings)
     workloads: frozenset[str] | None = None

@@ -84,8 +84,9 @@ from modelops.core import (
     set_condition,
     workload_name,
 )
-from modelops.core.deployment import MAX_REQUESTS_PER_TICK
+from modelops.core.deployment import MAX_REQUESTS_PER_TICK, route_unconfirmed
 from modelops.core.naming import VERSION_LABEL
+from modelops.core.observations import RouteAcceptance
 from modelops.core.promql import TemplateError, render
 from modelops.core.requests import REQUEST_ANNOTATION, annotation_request
 from modelops.telemetry import Telemetry
@@ -287,10 +288,13 @@ def observe_deployment(
 
     router_weights: dict[str, int] | None = None
     route_matches: bool | None = None
+    acceptance: RouteAcceptance | None = None
     desired = desired_weights(status)
+    # A step whose weights the Gateway has not accepted yet waits on the route: it is read at every tick until then.
+    verify_route = verify_route or route_unconfirmed(spec, status)
     if not retiring and desired and verify_route:
         try:
-            router_weights, route_matches = router.observe(desired)
+            router_weights, route_matches, acceptance = router.observe(desired)
         except (RouterError, KubeApiError) as exc:
             log.warning("%s/%s: cannot read the route: %s", meta.namespace, meta.name, exc)
 
@@ -324,6 +328,7 @@ def observe_deployment(
         retraining=retraining,
         router_weights=router_weights,
         route_matches=route_matches,
+        route_acceptance=acceptance,
         requests=manual,
         monitoring=monitoring,
         # A retirement deletes the workloads on purpose: "missing" must not be repaired then.
@@ -695,7 +700,7 @@ def reconcile_retirement(rt: Runtime, body: Mapping[str, Any]) -> Outcome:
                 router, retired_version, key = drain
                 try:
                     want = drain_weights(retired_version, key, status.drained_weight)
-                    router_weights, route_matches = router.observe(want)
+                    router_weights, route_matches, _ = router.observe(want)
                 except (RouterError, KubeApiError) as exc:
                     log.warning("%s/%s: cannot read the route: %s", meta.namespace, meta.name, exc)
         zero = None

@@ -99,11 +99,11 @@ def test_observe_lists_the_deployments_once(kube: InMemoryKube) -> None:
     router = deployed(kube, "1.0.0", "1.1.0")
     router.set_weights({"1.0.0": 95, "1.1.0": 5})
     before = len(kube.calls)
-    assert router.observe({"1.0.0": 95, "1.1.0": 5}) == ({"1.0.0": 75, "1.1.0": 25}, True)
-    assert router.observe({"1.0.0": 50, "1.1.0": 50}) == ({"1.0.0": 75, "1.1.0": 25}, False)
+    assert router.observe({"1.0.0": 95, "1.1.0": 5}) == ({"1.0.0": 75, "1.1.0": 25}, True, None)
+    assert router.observe({"1.0.0": 50, "1.1.0": 50}) == ({"1.0.0": 75, "1.1.0": 25}, False, None)
     assert [c.verb for c in kube.calls[before:]] == ["list", "list"]
 
 
 def test_observe_without_deployments(kube: InMemoryKube) -> None:
     router = router_for(make_md("replicas").spec, NAMESPACE, "fraud", kube)
-    assert router.observe({"1.0.0": 100}) == (None, None)
+    assert router.observe({"1.0.0": 100}) == (None, None, None)

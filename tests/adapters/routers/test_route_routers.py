@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from adapters.builders import NAMESPACE, make_md
-from modelops.adapters.kube import HTTPROUTES, VIRTUALSERVICES, Conflict, InMemoryKube, KubeAdapter, Obj, Resource
+from modelops.adapters.kube import (
+    HTTPROUTES,
+    MODELDEPLOYMENTS,
+    VIRTUALSERVICES,
+    Conflict,
+    InMemoryKube,
+    KubeAdapter,
+    Obj,
+    Resource,
+)
 from modelops.adapters.routers import (
     MAX_ATTEMPTS,
     HTTPRouteRouter,
@@ -18,6 +27,7 @@ from modelops.adapters.routers import (
     VirtualServiceRouter,
     router_for,
 )
+from modelops.core.observations import Acceptance, RouteAcceptance
 
 HTTP_ROUTE: Obj = {
     "apiVersion": "gateway.networking.k8s.io/v1",
@@ -263,6 +273,8 @@ def test_istio_host_uses_subsets(kube: InMemoryKube) -> None:
     assert md.spec.traffic.istio is not None
     md.spec.traffic.istio.host = "fraud.ml.svc.cluster.local"
     kube.put(VIRTUALSERVICES, NAMESPACE, VIRTUAL_SERVICE)
+    body = md.model_dump(by_alias=True, mode="json", exclude_none=True)
+    kube.put(MODELDEPLOYMENTS, NAMESPACE, {"metadata": body["metadata"], "spec": body["spec"]})  # owns the rule
     KubeAdapter(kube, NAMESPACE).ensure_workload(md, "1.1.0", "s3://x", replicas=1)
     router = router_for(md.spec, NAMESPACE, "fraud", kube)
     router.set_weights({"1.0.0": 80, "1.1.0": 20})
@@ -293,8 +305,8 @@ def test_observe_answers_readback_and_verdict_from_one_read(
 ) -> None:
     router.set_weights({"1.0.0": 90, "1.1.0": 10})
     before = len(kube.calls)
-    assert router.observe({"1.0.0": 90, "1.1.0": 10}) == ({"1.0.0": 90, "1.1.0": 10}, True)
-    assert router.observe({"1.0.0": 100}) == ({"1.0.0": 90, "fraud-1-1-0": 10}, False)
+    assert router.observe({"1.0.0": 90, "1.1.0": 10})[:2] == ({"1.0.0": 90, "1.1.0": 10}, True)
+    assert router.observe({"1.0.0": 100})[:2] == ({"1.0.0": 90, "fraud-1-1-0": 10}, False)
     calls = kube.calls[before:]
     assert [(c.verb, c.resource) for c in calls] == [("get", case.resource)] * 2, "no Service LIST, one GET each"
 
@@ -303,11 +315,56 @@ def test_observe_keeps_the_name_of_a_backend_it_was_not_asked_about(
     case: Case, kube: InMemoryKube, router: ListRouteRouter
 ) -> None:
     router.set_weights({"1.0.0": 50, "0.9.0": 50})
-    weights, matches = router.observe({"1.0.0": 100})
+    weights, matches, _ = router.observe({"1.0.0": 100})
     assert weights == {"1.0.0": 50, "fraud-0-9-0": 50}
     assert matches is False
 
 
 def test_observe_a_missing_route_object(case: Case, kube: InMemoryKube, router: ListRouteRouter) -> None:
     del kube.objects[(case.resource, NAMESPACE, case.name)]
-    assert router.observe({"1.0.0": 100}) == (None, None)
+    assert router.observe({"1.0.0": 100}) == (None, None, None)
+
+
+def _parent_status(generation: int, **resolved: str) -> dict[str, Any]:
+    conditions = [
+        {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": generation},
+        {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "observedGeneration": generation,
+         **resolved},
+    ]  # fmt: skip
+    return {
+        "parents": [{"parentRef": {"name": "public-gw"}, "controllerName": "example.com/gw", "conditions": conditions}]
+    }
+
+
+def test_observe_reads_what_the_gateway_said_of_the_route_from_the_same_read(kube: InMemoryKube) -> None:
+    case = CASES[0]
+    md = make_md("gatewayAPI")
+    kube.put(HTTPROUTES, NAMESPACE, copy.deepcopy(HTTP_ROUTE))
+    router = router_for(md.spec, NAMESPACE, md.metadata.name, kube)
+    wanted = {"1.0.0": 100}
+    generation = int(case.stored(kube)["metadata"]["generation"])
+
+    assert router.observe(wanted).acceptance == RouteAcceptance(
+        Acceptance.PENDING, "Pending", "no status from the controller of Gateway ml/public-gw"
+    )
+    case.stored(kube)["status"] = _parent_status(generation - 1)  # the controller has not seen the last write
+    assert f"has not reported Accepted for generation {generation}" in str(router.observe(wanted).acceptance)
+    case.stored(kube)["status"] = _parent_status(generation)
+    kube.calls.clear()
+    seen = router.observe(wanted)
+    assert seen.matches is True
+    assert seen.acceptance is not None
+    assert seen.acceptance.state == Acceptance.ACCEPTED
+    assert [(c.verb, c.resource) for c in kube.calls] == [("get", HTTPROUTES)], "one GET for weights and status"
+    bad = {"status": "False", "reason": "BackendNotFound", "message": "no fraud-1-0-0"}
+    case.stored(kube)["status"] = _parent_status(generation, **bad)
+    rejected = router.observe(wanted).acceptance
+    assert rejected is not None
+    assert (rejected.state, rejected.reason) == (Acceptance.REJECTED, "BackendNotFound")
+    assert rejected.message.endswith("ResolvedRefs=False (BackendNotFound): no fraud-1-0-0")
+
+
+def test_a_virtual_service_carries_no_acceptance(kube: InMemoryKube) -> None:
+    md = make_md("istio")
+    kube.put(VIRTUALSERVICES, NAMESPACE, copy.deepcopy(VIRTUAL_SERVICE))
+    assert router_for(md.spec, NAMESPACE, md.metadata.name, kube).observe({"1.0.0": 100}).acceptance is None

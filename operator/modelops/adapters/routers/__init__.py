@@ -5,7 +5,9 @@
 
 from .base import (
     MAX_ATTEMPTS,
+    NO_ROUTE,
     ListRouteRouter,
+    RouteObservation,
     Router,
     RouterError,
     check_weights,
@@ -21,10 +23,12 @@ from .replicas import ReplicaRouter, replica_split
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "NO_ROUTE",
     "FakeRouter",
     "HTTPRouteRouter",
     "ListRouteRouter",
     "ReplicaRouter",
+    "RouteObservation",
     "Router",
     "RouterError",
     "VirtualServiceRouter",

@@ -9,15 +9,30 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from modelops.adapters.kube import Conflict, KubeApi, Obj, Resource, as_kube_api, workload_name
 from modelops.adapters.kube.api import SERVICES
 from modelops.api.deployment import ModelDeploymentSpec
 from modelops.core.naming import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGER, VERSION_LABEL
+from modelops.core.observations import RouteAcceptance
 
 #: Attempts of one read-modify-write before a run of 409 Conflicts is reported as an error.
 MAX_ATTEMPTS = 5
+
+
+class RouteObservation(NamedTuple):
+    """One read of the route: the split in effect (None when the route object is missing), whether it is the one
+    wanted (None when unknown), and what the route's controller reported of it (None when the route's kind carries
+    no such status)."""
+
+    weights: dict[str, int] | None
+    matches: bool | None
+    acceptance: RouteAcceptance | None = None
+
+
+#: the route object is missing
+NO_ROUTE = RouteObservation(None, None)
 
 
 class RouterError(Exception):
@@ -40,9 +55,9 @@ class Router(Protocol):
         """Whether the split in effect is ``weights`` (versions at 0 may be present or absent)."""
         ...
 
-    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
-        """``get_weights()`` and ``verify_weights(weights)`` from one read of the route: what a reconcile asks every
-        tick, so it must cost one request. Both None when the route object is missing."""
+    def observe(self, weights: Mapping[str, int]) -> RouteObservation:
+        """``get_weights()``, ``verify_weights(weights)`` and the controller's word on the route, from one read of
+        it: what a reconcile asks every tick, so it must cost one request."""
         ...
 
     def finalize(self, stable_version: str) -> None:
@@ -237,11 +252,16 @@ class ListRouteRouter(ABC):
 
         return read_modify_write(self.api, self.resource, self.namespace, self.object_name, change)
 
+    def acceptance(self, obj: Mapping[str, Any]) -> RouteAcceptance | None:
+        """What the route's controller reported of ``obj`` (its status); None for kinds that carry no such report."""
+        return None
+
     def _read_route(self) -> dict[str, int] | None:
         """Backend (Service) name -> percent in the managed entry; None when the route object is missing."""
         obj = self.api.get(self.resource, self.namespace, self.object_name)
-        if obj is None:
-            return None
+        return None if obj is None else self._split(obj)
+
+    def _split(self, obj: Mapping[str, Any]) -> dict[str, int]:
         entries = (obj.get("spec") or {}).get(self.list_key) or []
         raw = self.read(entries[self._index(entries)].get(self.backends_key) or [])
         return percentages(raw) if raw else {}
@@ -257,14 +277,14 @@ class ListRouteRouter(ABC):
         actual = self.get_weights()
         return actual is not None and nonzero(actual) == nonzero(check_weights(weights))
 
-    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+    def observe(self, weights: Mapping[str, int]) -> RouteObservation:
         wanted = check_weights(weights)
-        split = self._read_route()
-        if split is None:
-            return None, None
+        obj = self.api.get(self.resource, self.namespace, self.object_name)
+        if obj is None:
+            return NO_ROUTE
         names = self.names.known(wanted)
-        actual = {names.get(name, name): weight for name, weight in split.items()}
-        return actual, nonzero(actual) == nonzero(wanted)
+        actual = {names.get(name, name): weight for name, weight in self._split(obj).items()}
+        return RouteObservation(actual, nonzero(actual) == nonzero(wanted), self.acceptance(obj))
 
     def add_backends(self, services: Mapping[str, str]) -> None:
         """Let weights name backends that are not versions of this ModelDeployment: key -> Service name."""

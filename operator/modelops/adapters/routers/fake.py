@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .base import check_weights, nonzero
+from modelops.core.observations import RouteAcceptance
+
+from .base import NO_ROUTE, RouteObservation, check_weights, nonzero
 
 
 @dataclass
 class FakeRouter:
-    """``weights`` None plays a missing route object; ``calls`` lists (method, argument) in order."""
+    """``weights`` None plays a missing route object; ``calls`` lists (method, argument) in order; ``acceptance``
+    is what its controller reports (None: a kind without such a report)."""
 
     weights: dict[str, int] | None = field(default_factory=dict)
+    acceptance: RouteAcceptance | None = None
     calls: list[tuple[str, object]] = field(default_factory=list)
     writes: int = 0
 
@@ -33,11 +37,12 @@ class FakeRouter:
         self.calls.append(("verify_weights", dict(weights)))
         return self.weights is not None and nonzero(self.weights) == nonzero(check_weights(weights))
 
-    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+    def observe(self, weights: Mapping[str, int]) -> RouteObservation:
         self.calls.append(("observe", dict(weights)))
         if self.weights is None:
-            return None, None
-        return dict(self.weights), nonzero(self.weights) == nonzero(check_weights(weights))
+            return NO_ROUTE
+        matches = nonzero(self.weights) == nonzero(check_weights(weights))
+        return RouteObservation(dict(self.weights), matches, self.acceptance)
 
     def finalize(self, stable_version: str) -> None:
         self.calls.append(("finalize", stable_version))

@@ -3,6 +3,9 @@
 The managed rule is the one named ``ruleName`` (the first rule when unset); every other rule, and the matches,
 filters and other fields of the managed rule, are left as they are. Gateway API weights are relative; the operator
 writes percents, and reads any weights back as percents.
+
+What the Gateway's controller says of the route (``status.parents[].conditions``) is read with the weights, in the
+same GET: :func:`route_acceptance`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,79 @@ from typing import Any
 
 from modelops.adapters.kube import HTTPROUTES, KubeApi, Obj
 from modelops.api.deployment import GatewayAPIRouter
+from modelops.core.observations import Acceptance, RouteAcceptance
 
 from .base import ListRouteRouter
+
+#: the conditions every parent must report True, for the route's current generation
+REQUIRED_CONDITIONS = ("Accepted", "ResolvedRefs")
+
+
+def _parent_key(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
+    return (str(ref.get("namespace") or namespace), str(ref.get("name", "")), str(ref.get("sectionName") or ""))
+
+
+def route_acceptance(route: Mapping[str, Any]) -> RouteAcceptance:
+    """What the route's parents' controllers reported of its current generation (``metadata.generation``).
+
+    Accepted: every parentRef has a status whose ``Accepted`` and ``ResolvedRefs`` are True for this generation.
+    Rejected: one of them is not True for this generation (the controller's reason and message are kept). Pending:
+    no status yet for a parent, or only for an older generation (the controller has not seen the last write).
+
+    >>> route = {"metadata": {"namespace": "ml", "name": "shop", "generation": 3},
+    ...          "spec": {"parentRefs": [{"name": "public"}]}}
+    >>> route_acceptance(route).state
+    <Acceptance.PENDING: 'Pending'>
+    >>> ok = {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 3}
+    >>> bad = {"type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound", "observedGeneration": 3,
+    ...        "message": "no service ml/s2"}
+    >>> parent = {"parentRef": {"name": "public"}, "controllerName": "traefik.io/gateway-controller"}
+    >>> rejected = route_acceptance({**route, "status": {"parents": [{**parent, "conditions": [ok, bad]}]}})
+    >>> rejected.state, rejected.reason
+    (<Acceptance.REJECTED: 'Rejected'>, 'BackendNotFound')
+    >>> print(rejected.message)
+    traefik.io/gateway-controller on Gateway ml/public: ResolvedRefs=False (BackendNotFound): no service ml/s2
+    >>> old = {**bad, "observedGeneration": 2}
+    >>> route_acceptance({**route, "status": {"parents": [{**parent, "conditions": [ok, old]}]}}).state
+    <Acceptance.PENDING: 'Pending'>
+    """
+    meta = route.get("metadata") or {}
+    namespace, generation = str(meta.get("namespace", "")), int(meta.get("generation") or 0)
+    wanted = [_parent_key(ref, namespace) for ref in (route.get("spec") or {}).get("parentRefs") or []]
+    reported = {
+        _parent_key(parent.get("parentRef") or {}, namespace): parent
+        for parent in (route.get("status") or {}).get("parents") or []
+    }
+    pending: list[str] = []
+    for key in wanted:
+        where = f"Gateway {key[0]}/{key[1]}" + (f" ({key[2]})" if key[2] else "")
+        parent = reported.get(key)
+        if parent is None:
+            pending.append(f"no status from the controller of {where}")
+            continue
+        controller = str(parent.get("controllerName") or "the controller")
+        conditions = {str(c.get("type")): c for c in parent.get("conditions") or []}
+        for type_ in REQUIRED_CONDITIONS:
+            condition = conditions.get(type_)
+            # a condition without observedGeneration is taken as current (the field is optional)
+            observed = (condition or {}).get("observedGeneration")
+            seen = generation if observed is None else int(observed)
+            if condition is None or seen < generation:
+                pending.append(f"{controller} on {where} has not reported {type_} for generation {generation}")
+                break
+            if condition.get("status") != "True":
+                reason = str(condition.get("reason") or type_)
+                said = str(condition.get("message") or "").strip()
+                message = f"{controller} on {where}: {type_}={condition.get('status')} ({reason})" + (
+                    f": {said}" if said else ""
+                )
+                return RouteAcceptance(Acceptance.REJECTED, reason, message)
+    if not wanted:
+        return RouteAcceptance(Acceptance.PENDING, "NoParents", "the route names no parent Gateway")
+    if pending:
+        return RouteAcceptance(Acceptance.PENDING, "Pending", "; ".join(pending))
+    names = ", ".join(f"{ns}/{name}" for ns, name, _ in wanted)
+    return RouteAcceptance(Acceptance.ACCEPTED, "Accepted", f"accepted by Gateway {names} at generation {generation}")
 
 
 class HTTPRouteRouter(ListRouteRouter):
@@ -39,6 +113,9 @@ class HTTPRouteRouter(ListRouteRouter):
             backend.get("port"),
             backend.get("weight", 1),
         )
+
+    def acceptance(self, obj: Mapping[str, Any]) -> RouteAcceptance | None:
+        return route_acceptance(obj)
 
     def read(self, backends: list[Obj]) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -25,7 +25,7 @@ from modelops.adapters.kube import DEPLOYMENTS, KubeApi, Obj
 from modelops.core.naming import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGER, VERSION_LABEL
 from modelops.core.steps import effective_weight, split_replicas
 
-from .base import RouterError, VersionNames, check_weights, nonzero, read_modify_write
+from .base import NO_ROUTE, RouteObservation, RouterError, VersionNames, check_weights, nonzero, read_modify_write
 
 
 def replica_split(total: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -135,14 +135,14 @@ class ReplicaRouter:
             if v in deployments
         )
 
-    def observe(self, weights: Mapping[str, int]) -> tuple[dict[str, int] | None, bool | None]:
+    def observe(self, weights: Mapping[str, int]) -> RouteObservation:
         """One LIST of the version Deployments serves both the readback and the verdict."""
         check_weights(weights)
         deployments = self._deployments()
         actual = self._weights_of(deployments)
         if actual is None:
-            return None, None
-        return actual, self._verify_with(weights, deployments)
+            return NO_ROUTE
+        return RouteObservation(actual, self._verify_with(weights, deployments))
 
     def finalize(self, stable_version: str) -> None:
         deployments = self._deployments()
