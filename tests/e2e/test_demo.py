@@ -75,6 +75,10 @@ RETIRED = [
     "event Normal ZeroTrafficConfirmed",
     "retire-recommender     removed ModelDeployment recommender",
     "-> Retired  (retired;",
+    # the traffic went through Traefik, split as each accepted route said, and none of it was lost
+    "[ok] no request was lost through every weight change",
+    "[ok] Traefik split the traffic as the route said at each of its",
+    "Traffic per split of the route (as Traefik accepted it",
     "The lifecycle went as described.",
 ]
 

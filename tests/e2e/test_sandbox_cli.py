@@ -24,7 +24,7 @@ from .target import local_cluster_only
 
 pytestmark = [
     pytest.mark.e2e,
-    local_cluster_only("the sandbox starts a local cluster of its own (with the node agent, Prometheus, the gateway)"),
+    local_cluster_only("the sandbox starts a local cluster of its own (with the node agent, Prometheus, Traefik)"),
 ]
 
 MODELOPS = [sys.executable, "-c", "import sys; from modelops.cli import main; sys.exit(main())"]

@@ -1,4 +1,4 @@
-"""Each node agent holds a block of Pod addresses of its own, so that two agents on one machine never share a Pod address."""
+"""Each node agent holds a block of Pod addresses of its own: two agents on one machine never share an address."""
 
 from __future__ import annotations
 

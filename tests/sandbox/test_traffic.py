@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 
-from modelops.sandbox.gateway import Gateway
 from modelops.sandbox.models import ModelServer, load_slice
 from modelops.sandbox.traffic import TrafficDriver
 
@@ -57,22 +56,21 @@ def test_stop_ends_an_unbounded_run_and_failures_are_counted() -> None:
 
 def test_shifting_the_inputs_raises_the_drift_the_server_reports(serve: Serve) -> None:
     server = serve("v2", drift_window=300, drift_min_samples=300)
-    with Gateway(lambda: {"demo-v2": 100}, lambda name: [server.url]) as gw:
-        driver = TrafficDriver(gw.url, rate=2000, batch=5, max_requests=10_000).start()
-        try:
+    driver = TrafficDriver(server.url, rate=2000, batch=5, max_requests=10_000).start()
+    try:
 
-            def psi_max() -> float | None:
-                return metric_value(scrape(server.url), "model_input_drift_psi_max", model="demo", version="v2")
+        def psi_max() -> float | None:
+            return metric_value(scrape(server.url), "model_input_drift_psi_max", model="demo", version="v2")
 
-            wait_for(lambda: driver.stats().ok >= 70, what="the window to fill with unshifted rows")
-            calm = psi_max()
-            assert calm is not None
-            assert calm < 0.1
-            driver.shift(1.0)
-            wait_for(lambda: (psi_max() or 0.0) > 0.25, timeout=20, what="the shifted inputs to raise the PSI")
-            assert driver.current_shift == 1.0
-        finally:
-            stats = driver.stop()
+        wait_for(lambda: driver.stats().ok >= 70, what="the window to fill with unshifted rows")
+        calm = psi_max()
+        assert calm is not None
+        assert calm < 0.1
+        driver.shift(1.0)
+        wait_for(lambda: (psi_max() or 0.0) > 0.25, timeout=20, what="the shifted inputs to raise the PSI")
+        assert driver.current_shift == 1.0
+    finally:
+        stats = driver.stop()
     assert stats.errors == stats.failures == 0
 
 

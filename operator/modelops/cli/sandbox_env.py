@@ -1,7 +1,7 @@
 """``modelops sandbox up`` / ``down`` / ``status`` / ``demo``: the whole local environment as one command.
 
 ``up`` runs :class:`~modelops.sandbox.env.SandboxEnv` (a real Kubernetes control plane, the node agent that runs its
-Pods as local processes, Prometheus, a gateway, the operator installed from its Helm chart) in the foreground until
+Pods as local processes, Prometheus, Traefik, the operator installed from its Helm chart) in the foreground until
 Ctrl-C (or SIGTERM), writing ``<dir>/state.json`` (pids, ports, URLs, refreshed every few seconds) and
 ``<dir>/kubeconfig`` (the cluster's admin: ``kubectl`` works on it, with the kubectl ``up`` prints). ``up --detach``
 starts that same foreground process in its own session, waits until the state file says it is ready, and returns.
@@ -38,10 +38,11 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
     """Add ``up``, ``down`` and ``status`` to the ``sandbox`` subcommand group."""
     up = commands.add_parser(
         "up",
-        help="start the local environment (Kubernetes control plane, node agent, Prometheus, gateway, operator)",
+        help="start the local environment (Kubernetes control plane, node agent, Prometheus, Traefik, operator)",
         description="Start, on 127.0.0.1, a real Kubernetes control plane (etcd, kube-apiserver, "
         "kube-controller-manager, kube-scheduler), a node agent that runs the Pods bound to its Node as local "
-        "processes, a real Prometheus, a gateway per model, and the operator (its chart installed with helm; "
+        "processes, a real Prometheus, Traefik (a Gateway API data plane), and the operator (its chart installed "
+        "with helm; "
         "`modelops run` with the chart's ServiceAccount token). Prints how to point kubectl at it. Stays in the "
         "foreground until Ctrl-C unless --detach.",
     )
@@ -60,11 +61,12 @@ def register_env_commands(commands: argparse._SubParsersAction[argparse.Argument
         action="append",
         dest="gateways",
         metavar="[NS/]MODEL",
-        help="ModelDeployment that gets a gateway (repeatable; default: default/recommender)",
+        help="ModelDeployment to reach through Traefik: its namespace gets a Gateway "
+        "(repeatable; default: default/recommender)",
     )
     up.add_argument("--no-operator", dest="operator", action="store_false", help="do not start `modelops run`")
     up.add_argument("--prometheus-port", type=int, default=0, help="Prometheus port (default: a free one)")
-    up.add_argument("--gateway-port", type=int, default=0, help="port of the first gateway (default: a free one)")
+    up.add_argument("--gateway-port", type=int, default=0, help="Traefik's port (default: a free one)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness with --detach")
     up.add_argument("--sandbox-id", help=argparse.SUPPRESS)
     up.set_defaults(func=run_up)
@@ -228,8 +230,15 @@ def describe(state: dict[str, Any]) -> str:
         )
     if state.get("prometheus"):
         lines.append(f"  Prometheus  {state['prometheus']['url']}")
-    for model, url in (state.get("gateways") or {}).items():
-        lines.append(f"  gateway     {url}  (POST /predict, routes {model} by its route's weights)")
+    if state.get("traefik"):
+        lines.append(
+            f"  Traefik     {state['traefik']['url']}  (Gateway API data plane: Gateway 'sandbox' per namespace)"
+        )
+    for model, entry in (state.get("gateways") or {}).items():
+        lines.append(
+            f"  model       {model}: POST {entry['url']}/predict with Host: {entry['host']} (its HTTPRoute names"
+            f" parent 'sandbox' and that host name)"
+        )
     if state.get("operator"):
         lines.append(f"  operator    pid {state['operator']['pid']}, log {state['operator']['log']}")
     for note in state.get("notes") or []:

@@ -1,5 +1,5 @@
 """The whole local environment in one object: a real Kubernetes control plane, the node agent, a real Prometheus,
-the gateway, and the operator installed from its Helm chart.
+Traefik (a real Gateway API data plane), and the operator installed from its Helm chart.
 
 ``SandboxEnv`` is what ``modelops sandbox up`` runs, and what the demo and the end-to-end tests use directly::
 
@@ -7,12 +7,16 @@ the gateway, and the operator installed from its Helm chart.
         api = env.api_client                    # kubernetes.client.ApiClient, admin of the local cluster
         env.kubeconfig, env.prometheus_url, env.gateway_url, env.cluster, env.node, env.installation
 
-Everything listens on 127.0.0.1 (Pods on 127.0.x.y). The cluster is :class:`~modelops.sandbox.cluster.LocalCluster`
+Everything listens on 127.0.0.1 (Pods on addresses of 198.18.0.0/15 routed to this machine). The cluster is
+:class:`~modelops.sandbox.cluster.LocalCluster`
 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built from their Go modules); Pods run as local
 processes under :class:`~modelops.sandbox.node.NodeAgent`; the operator's CRDs, ServiceAccount and RBAC come from
 ``helm install`` of ``charts/modelops-operator`` and ``modelops run`` authenticates with that ServiceAccount's token.
 Prometheus discovers the model servers from the API's Pods, as ``kubernetes_sd_configs`` would in a cluster
-(:class:`~modelops.sandbox.discovery.PodDiscovery` writes them to a ``file_sd`` file).
+(:class:`~modelops.sandbox.discovery.PodDiscovery` writes them to a ``file_sd`` file). Traffic goes through
+:class:`~modelops.sandbox.traefik.Traefik`: one process serving a Gateway ``sandbox`` in each namespace that has a
+model to reach (:meth:`SandboxEnv.gateway`), routing by the HTTPRoutes in the API (the operator's weights) to the
+Services' EndpointSlices.
 
 Every process it starts carries the environment variable ``MODELOPS_SANDBOX_ID`` (the ``sandbox_id``), so a later
 ``down`` can find and stop any of them even if the supervising process died without cleaning up.
@@ -28,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +44,18 @@ import yaml
 
 from modelops.sandbox.cluster import NODE_NAME, LocalCluster
 from modelops.sandbox.discovery import PodDiscovery, scrape_config
-from modelops.sandbox.endpoints import ServiceEndpoints
-from modelops.sandbox.gateway import Gateway, httproute_weights, replica_weights, virtualservice_weights
 from modelops.sandbox.install import Installation, install_operator, install_router_crds
 from modelops.sandbox.node import Client, Kind, NodeAgent, kill_tree
 from modelops.sandbox.prometheus import PrometheusServer, ScrapeTarget, free_port
+from modelops.sandbox.traefik import TRAEFIK_USER, Traefik, gateway, gateway_class, rbac, route_host
 
 __all__ = [
     "SANDBOX_ID_ENV",
+    "ModelEntry",
     "OperatorProcess",
     "SandboxEnv",
     "SandboxError",
     "find_sandbox_processes",
-    "route_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,8 +68,22 @@ PROMETHEUS_USER = "modelops-sandbox:prometheus"
 
 MODELDEPLOYMENTS = Kind("modelops.io", "v1alpha1", "modeldeployments")
 HTTPROUTES = Kind("gateway.networking.k8s.io", "v1", "httproutes")
-VIRTUALSERVICES = Kind("networking.istio.io", "v1", "virtualservices")
 DEPLOYMENTS = Kind("apps", "v1", "deployments")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """How clients reach one model through Traefik: ``url`` with header ``Host: host``. The model's HTTPRoute
+    names the Gateway ``sandbox`` of its namespace as its parent and ``host`` among its ``hostnames``."""
+
+    namespace: str
+    name: str
+    url: str
+    host: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Host": self.host}
 
 
 class SandboxError(RuntimeError):
@@ -94,8 +111,8 @@ class SandboxEnv:
 
     ``namespaces``: where the operator looks (``None``: every namespace; else the chart gets ``watchNamespaces``
     and they are created first). ``gateway_models``: the ModelDeployments (``namespace/name`` or ``name`` in
-    ``default``) that get a gateway at start; more can be had with :meth:`gateway`. ``operator``: install the chart
-    and start ``modelops run``. ``chart_values``: more Helm values.
+    ``default``) whose namespace gets a Gateway at start; more can be had with :meth:`gateway`. ``operator``:
+    install the chart and start ``modelops run``. ``chart_values``: more Helm values.
     """
 
     directory: Path
@@ -117,7 +134,8 @@ class SandboxEnv:
     _node: NodeAgent | None = field(default=None, init=False)
     _prometheus: PrometheusServer | None = field(default=None, init=False)
     _discovery: PodDiscovery | None = field(default=None, init=False)
-    _gateways: dict[str, Gateway] = field(default_factory=dict, init=False)
+    _traefik: Traefik | None = field(default=None, init=False)
+    _gateways: dict[str, ModelEntry] = field(default_factory=dict, init=False)
     _installation: Installation | None = field(default=None, init=False)
     _operator: OperatorProcess | None = field(default=None, init=False)
     _targets_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -169,14 +187,16 @@ class SandboxEnv:
         return self.prometheus.url
 
     @property
-    def gateway_url(self) -> str:
-        """The URL of the first gateway (``gateway_models[0]``)."""
-        if not self._gateways:
-            raise SandboxError("no gateway runs (gateway_models is empty)")
-        return next(iter(self._gateways.values())).url
+    def traefik(self) -> Traefik:
+        return self._require(self._traefik, "Traefik")
 
     @property
-    def gateways(self) -> Mapping[str, Gateway]:
+    def gateway_url(self) -> str:
+        """Traefik's entry point (send ``Host: <ModelEntry.host>`` to reach a model)."""
+        return self.traefik.url
+
+    @property
+    def gateways(self) -> Mapping[str, ModelEntry]:
         return dict(self._gateways)
 
     @property
@@ -212,6 +232,7 @@ class SandboxEnv:
             self._start_cluster()
             self._start_node()
             self._start_prometheus()
+            self._start_traefik()
             for model in self.gateway_models:
                 self.gateway(model)
             if self.operator:
@@ -226,8 +247,9 @@ class SandboxEnv:
     def stop(self) -> None:
         """Stop everything that started, the operator first (so it does not act on a half-stopped world)."""
         self.stop_operator()
-        for gateway in self._gateways.values():
-            gateway.stop()
+        traefik, self._traefik = self._traefik, None
+        if traefik is not None:
+            traefik.stop()
         self._gateways.clear()
         node, self._node = self._node, None
         if node is not None:
@@ -303,22 +325,25 @@ class SandboxEnv:
         with _environ({SANDBOX_ID_ENV: self.sandbox_id}):
             self._prometheus.start(wait_for_targets=False)
 
-    def gateway(self, model: str) -> Gateway:
-        """The gateway of one ModelDeployment (``namespace/name`` or ``name``), started on first use.
+    def _start_traefik(self) -> None:
+        self._apply([*rbac(), gateway_class()])
+        identity = self.cluster.user_kubeconfig("traefik", TRAEFIK_USER)
+        self._traefik = Traefik(
+            self.directory / "traefik", identity, port=self.gateway_port, env=self.child_env()
+        ).start()
 
-        Weights come from the route the ModelDeployment names (HTTPRoute backendRefs, VirtualService route
-        weights) or, for the ``replicas`` router and before the route exists, from ready replicas per version.
-        """
+    def gateway(self, model: str) -> ModelEntry:
+        """How to reach one ModelDeployment (``namespace/name`` or ``name``) through Traefik; its namespace gets
+        the Gateway ``sandbox`` on first use. Its HTTPRoute must name that Gateway as parent and
+        :func:`~modelops.sandbox.traefik.route_host` among its ``hostnames``."""
         namespace, _, name = model.rpartition("/")
         namespace = namespace or "default"
         key = f"{namespace}/{name}"
         if key not in self._gateways:
-            port = self.gateway_port if not self._gateways and self.gateway_port else 0
-            client = Client(self.api_client)
-            gw = Gateway(route_weights(client, namespace, name), ServiceEndpoints(client, namespace).resolve, port=port)
-            gw.start()
-            self._gateways[key] = gw
-            self._publish_targets()
+            if not any(entry.namespace == namespace for entry in self._gateways.values()):
+                self._apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
+                self._apply([gateway(namespace, self.traefik.port)])
+            self._gateways[key] = ModelEntry(namespace, name, self.traefik.url, route_host(namespace, name))
         return self._gateways[key]
 
     def install(self, values: Mapping[str, Any] | None = None) -> Installation:
@@ -401,10 +426,8 @@ class SandboxEnv:
         if prometheus is None:
             return
         with self._targets_lock:
-            static = [
-                ScrapeTarget("modelops-gateway", f"127.0.0.1:{gw.port}", labels={"gateway": key})
-                for key, gw in self._gateways.items()
-            ]
+            traefik = self._traefik
+            static = [ScrapeTarget("traefik", traefik.metrics_address)] if traefik is not None else []
             if self._operator is not None:
                 static.append(ScrapeTarget("modelops-operator", f"127.0.0.1:{self._operator.metrics_port}"))
             prometheus.set_targets(static, wait=False)
@@ -423,7 +446,8 @@ class SandboxEnv:
             "kube_bin": str(cluster.bin) if cluster is not None else None,
             "apiserver": {"url": cluster.server, "pids": cluster.pids()} if cluster is not None else None,
             "prometheus": {"url": self.prometheus_url, "pid": self.prometheus.pid} if self._prometheus else None,
-            "gateways": {key: gw.url for key, gw in self._gateways.items()},
+            "traefik": {"url": self._traefik.url, "pid": self._traefik.pid} if self._traefik else None,
+            "gateways": {key: {"url": e.url, "host": e.host} for key, e in self._gateways.items()},
             "operator": (
                 {"pid": self._operator.pid, "log": str(self._operator.log_path)} if self._operator is not None else None
             ),
@@ -446,41 +470,6 @@ class SandboxEnv:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({**self.state(), **extra}, indent=2))
         tmp.replace(self.state_file)
-
-
-def route_weights(client: Client, namespace: str, name: str) -> Callable[[], dict[str, float]]:
-    """The weights source of a ModelDeployment's gateway: read from the API each time the gateway refreshes."""
-
-    def ready_replicas() -> dict[str, float]:
-        counts: dict[str, int] = {}
-        for d in client.list(DEPLOYMENTS, namespace):
-            labels = (d.get("metadata") or {}).get("labels") or {}
-            if labels.get("modelops.io/deployment", labels.get("modelops.io/model")) == name:
-                counts[d["metadata"]["name"]] = int((d.get("status") or {}).get("readyReplicas") or 0)
-        return replica_weights(counts)
-
-    def weights() -> dict[str, float]:
-        md = client.get(MODELDEPLOYMENTS, namespace, name)
-        if md is None:
-            # Retired (or not yet created): the platform's route of that name, if any, still carries the traffic,
-            # e.g. to the replacement a ModelRetirement drained it to.
-            route = client.get(HTTPROUTES, namespace, name)
-            return httproute_weights(route) if route is not None else ready_replicas()
-        traffic = (md.get("spec") or {}).get("traffic") or {}
-        router = traffic.get("router")
-        if router == "gatewayAPI":
-            settings = traffic.get("gatewayAPI") or {}
-            route = client.get(HTTPROUTES, namespace, settings.get("httpRoute", name))
-            if route is not None:
-                return httproute_weights(route, settings.get("ruleName"))
-        elif router == "istio":
-            settings = traffic.get("istio") or {}
-            vs = client.get(VIRTUALSERVICES, namespace, settings.get("virtualService", name))
-            if vs is not None:
-                return virtualservice_weights(vs, settings.get("routeName"))
-        return ready_replicas()
-
-    return weights
 
 
 def find_sandbox_processes(sandbox_id: str) -> list[Any]:

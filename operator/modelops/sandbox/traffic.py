@@ -7,7 +7,11 @@ look as re-calibrated sensors report them (see ``modelops.sandbox.models.data``)
 The driver paces request starts at ``rate`` per second from a scheduler thread and sends them from a small pool,
 so one slow answer does not slow the rate; at most ``concurrency`` requests are in flight (when all are busy the
 rate falls instead of queueing without bound). It stops after ``max_requests`` or ``max_seconds``, whichever comes
-first, or on ``stop()``. ``stats()`` counts what happened, by status, backend and version.
+first, or on ``stop()``. ``stats()`` counts what happened, by status, by version, and by the server that answered
+(``model/version``, from the answer's body). ``headers`` go with every request (``Host`` to pick a model's route
+on a shared Gateway). :meth:`TrafficDriver.mark` starts a new :class:`Segment` (the route's weights changed): each
+answer is counted in the segment during which its request was sent, apart from those sent in the first ``settle``
+seconds of it, while the data plane may still be taking the new weights.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class TrafficStats:
     judged: int = 0
     correct: int = 0
     by_status: collections.Counter[int] = field(default_factory=collections.Counter)
+    #: ``model/version`` of the server that answered (what the answer's body says)
     by_backend: collections.Counter[str] = field(default_factory=collections.Counter)
     by_version: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -60,6 +65,18 @@ class TrafficStats:
 
     def copy(self) -> TrafficStats:
         return copy.deepcopy(self)
+
+
+@dataclass
+class Segment:
+    """The answers to requests sent while the route had ``weights`` (backend -> percent), by ``model/version``."""
+
+    weights: dict[str, int]
+    started: float
+    settle: float
+    by_backend: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: answers to requests sent in the first ``settle`` seconds (not counted in ``by_backend``)
+    settling: int = 0
 
 
 class TrafficDriver:
@@ -77,6 +94,7 @@ class TrafficDriver:
         concurrency: int = 8,
         timeout: float = 5.0,
         seed: int = 0,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if rate <= 0 or batch < 1 or max_requests < 0 or max_seconds <= 0 or concurrency < 1:
             raise ValueError("rate, batch, max_seconds and concurrency must be positive, max_requests >= 0")
@@ -88,15 +106,18 @@ class TrafficDriver:
         self._next_row = 0
         self._shift = 0.0
         self._stats = TrafficStats()
+        self._segments: list[Segment] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.done = threading.Event()
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="traffic")
         # An idle pooled connection is dropped by the client before the server's idle timeout can close it (the
-        # sandbox gateway's is 5 s, httpx's default expiry too): a request written on a connection the server is
-        # closing at that instant gets no answer, a race the client must not run.
-        self._client = httpx.Client(timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY))
+        # sandbox's Traefik closes idle ones after 5 s, httpx's default expiry too): a request written on a connection
+        # the server is closing at that instant gets no answer, a race the client must not run.
+        self._client = httpx.Client(
+            timeout=timeout, headers=headers, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+        )
         self._thread = threading.Thread(target=self._schedule, name="traffic-scheduler", daemon=True)
 
     # ------------------------------------------------------------------------------------------- control
@@ -118,6 +139,15 @@ class TrafficDriver:
     def stats(self) -> TrafficStats:
         with self._lock:
             return self._stats.copy()
+
+    def mark(self, weights: dict[str, int], settle: float = 1.0) -> None:
+        """From now on the route sends ``weights`` (backend -> percent): start a new segment."""
+        with self._lock:
+            self._segments.append(Segment(dict(weights), time.monotonic(), settle))
+
+    def segments(self) -> list[Segment]:
+        with self._lock:
+            return copy.deepcopy(self._segments)
 
     def stop(self, timeout: float = 10.0) -> TrafficStats:
         """Stop sending, wait for requests in flight (up to ``timeout``), release the connections; final stats."""
@@ -179,18 +209,24 @@ class TrafficDriver:
         log.debug("traffic driver scheduled %d requests", count)
 
     def _send(self, rows: list[list[float]], labels: list[int]) -> None:
+        sent = time.monotonic()
         try:
             answer = self._client.post(self.url, json={"instances": rows, "labels": labels})
         except httpx.HTTPError as exc:
             log.warning("request without answer: %s: %s", type(exc).__name__, exc)
             self._record(None, None, labels, type(exc).__name__)
         else:
-            self._record(answer, _json_or_none(answer), labels)
+            self._record(answer, _json_or_none(answer), labels, sent=sent)
         finally:
             self._slots.release()
 
     def _record(
-        self, answer: httpx.Response | None, body: dict[str, Any] | None, labels: list[int], failure: str = ""
+        self,
+        answer: httpx.Response | None,
+        body: dict[str, Any] | None,
+        labels: list[int],
+        failure: str = "",
+        sent: float = 0.0,
     ) -> None:
         with self._lock:
             s = self._stats
@@ -199,7 +235,14 @@ class TrafficDriver:
                 s.failure_kinds[failure] += 1
                 return
             s.by_status[answer.status_code] += 1
-            s.by_backend[answer.headers.get("x-modelops-backend", "")] += 1
+            if body is not None and "version" in body:
+                backend = f"{body.get('model', '')}/{body['version']}"
+                s.by_backend[backend] += 1
+                segment = next((g for g in reversed(self._segments) if g.started <= sent), None)
+                if segment is not None and sent < segment.started + segment.settle:
+                    segment.settling += 1
+                elif segment is not None:
+                    segment.by_backend[backend] += 1
             if not answer.is_success or body is None:
                 s.errors += 1
                 return

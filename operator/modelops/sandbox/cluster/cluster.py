@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
+from modelops.sandbox.build import built
 from modelops.sandbox.node._process import ProcessSpec, kill_tree, spawn
 from modelops.sandbox.prometheus import free_port
 
@@ -110,18 +111,7 @@ def kube_binaries(*, quiet: bool = False) -> Path:
         if not (path / "kube-apiserver").exists() or not (path / "etcd").exists():
             raise ClusterError(f"${BIN_DIR_ENV}={given} has no kube-apiserver or etcd")
         return path
-    if not BUILD_SCRIPT.exists():
-        raise ClusterError(f"no {BUILD_SCRIPT} (a source checkout builds the cluster); or set ${BIN_DIR_ENV}")
-    done = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        check=False,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL if quiet else None,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise ClusterError(f"scripts/build-kube.sh failed with exit code {done.returncode}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return built(BUILD_SCRIPT.name, ClusterError, quiet=quiet)
 
 
 def write_kubeconfig(

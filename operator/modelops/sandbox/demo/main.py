@@ -178,7 +178,7 @@ def run_demo(options: DemoOptions) -> int:
     code = 1
     try:
         say("demo", f"starting the sandbox in {directory} (id {env.sandbox_id}): Kubernetes control plane, node "
-            "agent, Prometheus, gateway, operator (helm install of its chart)")  # fmt: skip
+            "agent, Prometheus, Traefik, operator (helm install of its chart)")  # fmt: skip
         env.start()
         env.write_state(ready=True, demo=True)
         say("demo", f"API {env.api_url}, Prometheus {env.prometheus_url}, operator log {directory}/logs/operator.log")
@@ -224,6 +224,7 @@ def run_demo(options: DemoOptions) -> int:
             scenario.traffic,
             statuses,
             scenario.observer.retirement(RETIREMENT),
+            scenario.segments,
         )
         print(text, file=options.out, flush=True)
         if code == 0 and scenario.acts_done != planned:

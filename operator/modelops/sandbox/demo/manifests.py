@@ -91,13 +91,17 @@ def load_example(name: str = "recommender.yaml", directory: Path = EXAMPLES) -> 
     return data
 
 
-def httproute(name: str, parent: str = "sandbox") -> Obj:
-    """The platform team's HTTPRoute: one rule whose backends the operator manages (empty until the first version)."""
+def httproute(name: str, parent: str = "sandbox", host: str | None = None) -> Obj:
+    """The platform team's HTTPRoute: one rule whose backends the operator manages (empty until the first version),
+    attached to the Gateway ``parent`` for the host name ``host`` (every host when None)."""
+    spec: Obj = {"parentRefs": [{"name": parent}], "rules": [{"backendRefs": []}]}
+    if host is not None:
+        spec["hostnames"] = [host]
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": {"name": name, "labels": {"team": "platform"}},
-        "spec": {"parentRefs": [{"name": parent}], "rules": [{"backendRefs": []}]},
+        "spec": spec,
     }
 
 

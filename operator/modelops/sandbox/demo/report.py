@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelops.api import ModelDeploymentStatus, ModelRetirementStatus
-from modelops.sandbox.traffic import TrafficStats
+from modelops.sandbox.shares import segment_checks
+from modelops.sandbox.traffic import Segment, TrafficStats
 
 from .observer import MetricPoint, Observer, PhaseMark
 from .scenario import Expectation
@@ -35,6 +36,7 @@ def summary(
     traffic: TrafficStats | None,
     statuses: dict[str, ModelDeploymentStatus],
     retirement: ModelRetirementStatus | None,
+    segments: Sequence[Segment] = (),
 ) -> str:
     """The summary printed at the end of the demo, as plain text."""
     lines = ["", "=" * 100, "SUMMARY", "=" * 100, "", "Phase changes:"]
@@ -68,6 +70,16 @@ def summary(
             "  by version: " + ", ".join(f"{k} {v}" for k, v in sorted(traffic.by_version.items())),
             "  by backend: " + ", ".join(f"{k or '-'} {v}" for k, v in sorted(traffic.by_backend.items())),
         ]
+    if segments:
+        lines += ["", "Traffic per split of the route (as Traefik accepted it; first second of each left out):"]
+        rows = []
+        for g in segments:
+            for c in segment_checks(g):
+                at = f"{g.started - segments[0].started:.0f}"
+                verdict = "ok" if c.ok else "OUT"
+                rows.append([at, c.backend, f"{c.weight}%", str(c.count), str(c.total), f"{c.share:.1%}",
+                             f"+/- {c.bound:.1%}", verdict])  # fmt: skip
+        lines += _table(["t (s)", "backend", "weight", "answers", "of", "share", "bound", ""], rows)
     lines += ["", "Expectations:"]
     lines += [f"  [{'ok' if e.passed else 'FAILED'}] {e.act}: {e.text}" + (f" ({e.detail})" if e.detail and not
               e.passed else "") for e in expectations]  # fmt: skip

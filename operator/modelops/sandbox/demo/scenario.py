@@ -21,7 +21,9 @@ from modelops.sandbox.env import HTTPROUTES, SandboxEnv
 from modelops.sandbox.install import SANDBOX_APPROVERS
 from modelops.sandbox.node import Client
 from modelops.sandbox.node._kube import DEPLOYMENTS, ApiError, Kind
-from modelops.sandbox.traffic import TrafficDriver, TrafficStats
+from modelops.sandbox.shares import RouteSegments, segment_checks
+from modelops.sandbox.traefik import route_host
+from modelops.sandbox.traffic import Segment, TrafficDriver, TrafficStats
 
 from .manifests import Timings, demo_deployment, demo_retirement, httproute, load_example
 from .observer import MODELDEPLOYMENTS, MODELRETIREMENTS, Observer, Printer
@@ -90,6 +92,9 @@ class Scenario:
         self.uris: dict[str, str] = {}
         self.retrained: str | None = None
         self.traffic: TrafficStats | None = None
+        #: the traffic per split of the route, as Traefik accepted each (filled when the traffic stops)
+        self.segments: list[Segment] = []
+        self.route_segments: RouteSegments | None = None
         self._stop = threading.Event()
 
     # ----------------------------------------------------------------------------------------------- plumbing
@@ -216,9 +221,13 @@ class Scenario:
         self.observer.stop()
 
     def stop_traffic(self) -> None:
+        watcher, self.route_segments = self.route_segments, None
+        if watcher is not None:
+            watcher.stop()
         driver, self.driver = self.driver, None
         if driver is not None:
             self.traffic = driver.stop()
+            self.segments = driver.segments()
 
     def setup(self) -> None:
         self.say("demo", f"training v1 (baseline), v2 (improved), v3 (broken at serving time) into {self.models}")
@@ -226,7 +235,7 @@ class Scenario:
         self.data.publish(0.0)
         self.say("demo", f"data pipeline: held-out and training data in {self.data.directory}")
         for route in (MODEL, REPLACEMENT):
-            self.client.create(HTTPROUTES, self.ns, httproute(route))
+            self.client.create(HTTPROUTES, self.ns, httproute(route, host=route_host(self.ns, route)))
             self.say("demo", f"platform team: HTTPRoute {route} created")
 
     def first_version(self) -> None:
@@ -238,12 +247,20 @@ class Scenario:
         )
         self.require("v1 passed its gates", self.gate_phases(MODEL, "v1") == ["Passed"], str(self.status().gates))
         self.require("v1 deployed at 100% as the first version", self.history(MODEL, "v1") == "Initial")
-        gateway = self.env.gateway(f"{self.ns}/{MODEL}")
+        entry = self.env.gateway(f"{self.ns}/{MODEL}")
         self.driver = TrafficDriver(
-            gateway.url, rate=self.config.rate, batch=self.config.batch, max_requests=10**8, max_seconds=6 * 3600
+            entry.url,
+            rate=self.config.rate,
+            batch=self.config.batch,
+            max_requests=10**8,
+            max_seconds=6 * 3600,
+            headers=entry.headers,
         ).start()
+        self.route_segments = RouteSegments(self.client, self.ns, MODEL, self.driver).start()
         self.say(
-            "demo", f"traffic: {self.config.rate:g} labelled requests/s of {self.config.batch} rows to {gateway.url}"
+            "demo",
+            f"traffic: {self.config.rate:g} labelled requests/s of {self.config.batch} rows through Traefik "
+            f"({entry.url}, Host {entry.host})",
         )
         self.wait("traffic served by v1", lambda: self._served("v1", 20), 30)
 
@@ -349,7 +366,7 @@ class Scenario:
             "the zero-traffic check passed before anything was deleted",
             any(reason == "ZeroTrafficConfirmed" for _, _, _, reason, _ in self.observer.events),
         )
-        backend = f"{REPLACEMENT}-v1"
+        backend = f"{REPLACEMENT}/v1"
         start = self.driver.stats().by_backend[backend]
         self.wait(
             f"traffic served by {REPLACEMENT} after the retirement",
@@ -358,13 +375,21 @@ class Scenario:
         )
         self.require(f"{REPLACEMENT} serves the traffic after the retirement", True)
         stats = self.driver.stats()
-        broken = stats.by_backend[f"{MODEL}-v3"]
+        broken = stats.by_backend[f"{MODEL}/v3"]
         lost = stats.failures + sum(n for code, n in stats.by_status.items() if code not in (200, 500))
         self.require(
             "no request was lost through every weight change (the only errors are v3's own 500s)",
             lost == 0 and stats.by_status[500] <= broken,
             f"{stats.failures} without answer {dict(stats.failure_kinds)}, statuses {dict(stats.by_status)}, "
             f"{broken} requests to v3",
+        )
+        watcher = self.route_segments
+        segments = self.driver.segments()
+        checks = [c for g in segments for c in segment_checks(g)]
+        self.require(
+            f"Traefik split the traffic as the route said at each of its {len(segments)} splits (binomial bound)",
+            bool(segments) and all(c.ok for c in checks) and watcher is not None,
+            "; ".join(str(c) for c in checks if not c.ok),
         )
 
     def _exists(self, kind: Any, name: str) -> bool:
