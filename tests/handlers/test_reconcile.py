@@ -14,10 +14,12 @@ import pytest
 
 from modelops.adapters.kube import (
     DEPLOYMENTS,
+    DESTINATIONRULES,
     EVENTS,
     JOBS,
     MODELDEPLOYMENTS,
     MODELREQUESTS,
+    VIRTUALSERVICES,
     InMemoryKube,
     deployment_ready,
 )
@@ -25,7 +27,7 @@ from modelops.adapters.prometheus import FakeMetricsProvider
 from modelops.adapters.routers import FakeRouter
 from modelops.core.deployment import INVALID_SPEC_REFUSAL, MAX_REQUESTS_PER_TICK
 from modelops.handlers.operator import _reconcile_fresh, retiring
-from modelops.handlers.reconcile import Runtime, reconcile_deployment
+from modelops.handlers.reconcile import Runtime, finalize_deployment, reconcile_deployment
 from modelops.telemetry import Telemetry
 
 NS = "ml"
@@ -370,3 +372,82 @@ def test_a_burst_of_requests_is_taken_a_batch_a_reconcile_and_none_twice(world: 
     assert all((r.get("status") or {}).get("phase") for r in world.kube.list(MODELREQUESTS, NS))
     recorded = [r["name"] for r in world.status()["requests"]]
     assert sorted(recorded) == sorted(r["metadata"]["name"] for r in burst)  # each once
+
+
+# ------------------------------------------------------------------------------- an object that is not ours
+
+
+def istio_host(world: World) -> None:
+    """The world's ModelDeployment routed by the real istio router in host mode, on its VirtualService."""
+    world.rt.router_factory = None
+    body = spec()
+    body["traffic"] = {"router": "istio", "istio": {"virtualService": "fraud", "routeName": "model", "host": "fraud"}}
+    world.kube.put(MODELDEPLOYMENTS, NS, {"metadata": {"name": "fraud", "namespace": NS}, "spec": body})
+    vs = {"metadata": {"name": "fraud"}, "spec": {"hosts": ["fraud"], "http": [{"name": "model", "route": []}]}}
+    world.kube.put(VIRTUALSERVICES, NS, vs)
+
+
+def subsets_routed(world: World) -> dict[str, int]:
+    vs = world.kube.get(VIRTUALSERVICES, NS, "fraud")
+    assert vs is not None
+    return {d["destination"]["subset"]: d["weight"] for d in vs["spec"]["http"][0]["route"]}
+
+
+def test_a_foreign_destination_rule_blocks_the_rollout_and_the_stable_version_keeps_serving(world: World) -> None:
+    """v1 runs in host mode; someone replaces the operator's DestinationRule with one of their own, of the same name.
+    Then v2 does not start: the rule and the route are left as they are, condition Blocked and one event say why.
+    Once the rule is gone, the operator makes its own again and the rollout goes on."""
+    istio_host(world)
+    world.settle()
+    assert world.status()["phase"] == "Promoted"
+    rule = world.kube.get(DESTINATIONRULES, NS, "fraud")
+    assert rule is not None
+    assert [s["name"] for s in rule["spec"]["subsets"]] == ["fraud-v1"]
+    assert subsets_routed(world) == {"fraud-v1": 100}
+
+    world.kube.delete(DESTINATIONRULES, NS, "fraud")
+    theirs = {"metadata": {"name": "fraud"}, "spec": {"host": "fraud", "subsets": [{"name": "fraud-v1"}]}}
+    world.kube.put(DESTINATIONRULES, NS, theirs)
+    foreign = world.kube.get(DESTINATIONRULES, NS, "fraud")
+    world.kube.edit(MODELDEPLOYMENTS, NS, "fraud", {"spec": {"model": {"version": "v2", "uri": "file:///v2.pkl"}}})
+    generation = world.body()["metadata"]["generation"]
+    world.settle()
+    world.tick(seconds=5)
+
+    status = world.status()
+    assert (status["phase"], status["stableVersion"]) == ("Promoted", "v1")
+    assert "candidateVersion" not in status
+    assert status["observedGeneration"] < generation, "the new spec is not taken as handled"
+    (blocked,) = [c for c in status["conditions"] if c["type"] == "Blocked"]
+    assert (blocked["status"], blocked["reason"]) == ("True", "ObjectNotOwned")
+    assert blocked["message"].startswith("DestinationRule ml/fraud exists and does not belong to ModelDeployment")
+    assert world.kube.get(DESTINATIONRULES, NS, "fraud") == foreign, "their rule is untouched"
+    assert subsets_routed(world) == {"fraud-v1": 100}, "the route too: v1 keeps serving"
+    (ready,) = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert ready["status"] == "True"
+    (event,) = [e for e in world.kube.list(EVENTS, NS) if e["reason"] == "ObjectNotOwned"]
+    assert (event["type"], event["count"], event["message"]) == ("Warning", 1, blocked["message"])
+
+    world.kube.delete(DESTINATIONRULES, NS, "fraud")
+    world.settle()
+    status = world.status()
+    assert (status["phase"], status["candidateVersion"], status["canaryWeight"]) == ("Progressing", "v2", 10)
+    (blocked,) = [c for c in status["conditions"] if c["type"] == "Blocked"]
+    assert (blocked["status"], blocked["reason"]) == ("False", "NotBlocked")
+    rule = world.kube.get(DESTINATIONRULES, NS, "fraud")
+    assert rule is not None
+    assert rule["metadata"]["ownerReferences"][0]["uid"] == world.body()["metadata"]["uid"]
+    assert [s["name"] for s in rule["spec"]["subsets"]] == ["fraud-v1", "fraud-v2"]
+    assert subsets_routed(world) == {"fraud-v1": 90, "fraud-v2": 10}
+
+
+def test_a_foreign_destination_rule_does_not_hold_up_a_deletion(world: World) -> None:
+    istio_host(world)
+    world.settle()
+    world.kube.delete(DESTINATIONRULES, NS, "fraud")
+    theirs = {"metadata": {"name": "fraud"}, "spec": {"host": "fraud"}}
+    world.kube.put(DESTINATIONRULES, NS, theirs)
+    foreign = world.kube.get(DESTINATIONRULES, NS, "fraud")
+    finalize_deployment(world.rt, world.body())  # logs that the route was not restored, and goes on
+    assert world.kube.get(DESTINATIONRULES, NS, "fraud") == foreign
+    assert world.kube.get(DEPLOYMENTS, NS, "fraud-v1") is None

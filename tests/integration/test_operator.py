@@ -20,6 +20,7 @@ import pytest
 
 from modelops.adapters.kube import (
     DEPLOYMENTS,
+    DESTINATIONRULES,
     HTTPROUTES,
     JOBS,
     MODELDEPLOYMENTS,
@@ -31,8 +32,13 @@ from modelops.adapters.kube import (
     Obj,
     Resource,
     RestKubeApi,
+    owner_labels,
+    owner_reference,
 )
 from modelops.adapters.kube import EVENTS as KUBE_EVENTS
+from modelops.adapters.routers import VirtualServiceRouter, router_for
+from modelops.adapters.routers.istio import build_destination_rule, subset
+from modelops.api.deployment import ModelDeployment
 from modelops.cli.plugin_view import request_body
 from modelops.sandbox.install import SANDBOX_APPROVERS
 from plugins.cluster import KubeCluster, RequestLog
@@ -74,15 +80,17 @@ def model_deployment(
     *,
     not_ready: Sequence[str] = (),
     progress_deadline: str = "2m",
+    host: str | None = None,
     **rollout: Any,
 ) -> Obj:
+    """``host``: the istio router's ``host`` (host mode: versions are subsets of it)."""
     traffic: dict[str, Any] = {"router": router}
     if router == "gatewayAPI":
         # No Gateway controller serves these routes (their parent "public" does not exist): nothing will accept
         # them. The Gateway's acceptance is shown with Traefik in tests/e2e.
         traffic["gatewayAPI"] = {"httpRoute": name, "ruleName": "model", "waitForAcceptance": False}
     elif router == "istio":
-        traffic["istio"] = {"virtualService": name, "routeName": "model"}
+        traffic["istio"] = {"virtualService": name, "routeName": "model"} | ({"host": host} if host else {})
     else:
         traffic["replicas"] = {"service": name}
     return {
@@ -230,7 +238,7 @@ class Given:
             return {r["name"].removeprefix(f"{name}-"): r.get("weight", 1) for r in refs if r.get("weight", 1)}
         dests = obj["spec"]["http"][1]["route"]
         return {
-            d["destination"]["host"].removeprefix(f"{name}-"): d.get("weight", 100)
+            (d["destination"].get("subset") or d["destination"]["host"]).removeprefix(f"{name}-"): d.get("weight", 100)
             for d in dests
             if d.get("weight", 100)
         }
@@ -866,3 +874,240 @@ def test_requests_fired_together_are_each_applied_or_refused_with_an_event(given
     assert approvals == {"risk": "rita", "product": "pat"}
     recorded = {r["name"] for r in given.status("duo")["requests"]}
     assert set(made) <= recorded
+
+
+# ------------------------------------------------------------------------------------ Istio: the real CRDs
+
+
+ISTIO = ("networking.istio.io", "v1")
+
+
+class RouteHistory:
+    """Every version of a namespace's VirtualServices and DestinationRules, in the order the API server wrote them.
+
+    A watch of each kind gets every version (a poll would miss some); versions of both kinds are then ordered by
+    resourceVersion, which on this cluster (one etcd) is etcd's revision, one counter for every kind. (The API calls
+    resourceVersions opaque, and a client of another cluster must not compare them; a test of this one may.)"""
+
+    def __init__(self, given: Given) -> None:
+        self.given = given
+        self.versions: dict[tuple[str, int], tuple[str, Obj]] = {}
+        self.errors: list[BaseException] = []
+        self.started: set[str] = set()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._watch, args=(p,), daemon=True) for p in KINDS]
+
+    def __enter__(self) -> RouteHistory:
+        for thread in self.threads:
+            thread.start()
+        # each watch starts from a list of its own: no version after this moment is missed
+        eventually(lambda: self.errors or set(KINDS) <= self.started, timeout=30)
+        assert self.errors == [], self.errors
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(15)
+
+    def _watch(self, plural: str) -> None:
+        client = self.given.cluster.kube.client()
+        api = kubernetes.client.CustomObjectsApi(client)
+        try:
+            listed = api.list_namespaced_custom_object(*ISTIO, self.given.ns, plural)
+            for obj in listed["items"]:
+                self.versions[(plural, int(obj["metadata"]["resourceVersion"]))] = ("ADDED", obj)
+            rv = listed["metadata"]["resourceVersion"]
+            self.started.add(plural)
+            while not self.stop.is_set():
+                stream = kubernetes.watch.Watch().stream(
+                    api.list_namespaced_custom_object, *ISTIO, self.given.ns, plural, resource_version=rv,
+                    timeout_seconds=1,
+                )  # fmt: skip
+                for event in stream:
+                    obj = event["object"]
+                    if event["type"] == "ERROR":  # 410 Gone: versions were missed, the history would be wrong
+                        raise AssertionError(f"the watch of {plural} ended: {obj}")
+                    rv = obj["metadata"]["resourceVersion"]
+                    self.versions[(plural, int(rv))] = (event["type"], obj)
+        except Exception as exc:  # reported by timeline()
+            self.errors.append(exc)
+        finally:
+            client.close()
+
+    def timeline(self, name: str) -> list[tuple[int, list[str], list[str]]]:
+        """(revision, subsets the VirtualService ``name`` names, subsets the DestinationRule ``name`` defines) at
+        each version of either, in order."""
+        assert self.errors == [], self.errors
+        named: list[str] = []
+        defined: list[str] = []
+        out = []
+        for (plural, revision), (kind, obj) in sorted(self.versions.items(), key=lambda kv: kv[0][1]):
+            if obj["metadata"]["name"] != name:
+                continue
+            if plural == "destinationrules":
+                defined = [] if kind == "DELETED" else [s["name"] for s in obj["spec"].get("subsets") or []]
+            else:
+                routed = obj["spec"]["http"][1].get("route") or []
+                named = [r["destination"]["subset"] for r in routed if "subset" in r["destination"]]
+            out.append((revision, named, defined))
+        return out
+
+
+KINDS = ("virtualservices", "destinationrules")
+
+
+def test_istio_host_mode_defines_each_subset_before_the_route_names_it_and_owns_the_rule(
+    givens: Callable[..., Given],
+) -> None:
+    """Given Istio's own CRDs on the API server and a VirtualService in host mode (destinations ``host: shop`` with a
+    subset per version), a canary from v1 to v2 runs: the operator creates the DestinationRule ``shop``, owned by the
+    ModelDeployment, with one subset per version in the route. At every revision of the two objects, each subset
+    the route names is defined (added first, removed last). Deleting the ModelDeployment takes the rule with it."""
+    given = givens("istio")
+    with RouteHistory(given) as history:
+        given.deployed("shop", "v1", host="shop")
+        md = given.md("shop")
+        rule = given.api.get(DESTINATIONRULES, given.ns, "shop")
+        assert rule is not None
+        owner = ModelDeployment.model_validate({"metadata": md["metadata"], "spec": md["spec"]})
+        assert rule["metadata"]["ownerReferences"] == [owner_reference(owner)]
+        assert owner_labels(owner).items() <= rule["metadata"]["labels"].items()
+        # as stored by the API server after Istio's schema: nothing pruned, nothing defaulted in
+        assert rule["spec"] == {"host": "shop", "subsets": [subset("shop", "v1")]}
+        assert given.weights("shop") == {"v1": 100}
+
+        given.errors("v2", 0.0)
+        given.new_version("shop", "v2")
+        eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=150)
+        eventually(lambda: given.api.get(DEPLOYMENTS, given.ns, "shop-v1") is None, timeout=30)
+
+        def pruned() -> bool:
+            rule = given.api.get(DESTINATIONRULES, given.ns, "shop") or {}
+            return [s["name"] for s in rule["spec"]["subsets"]] == ["shop-v2"]
+
+        eventually(pruned, timeout=30)
+        route = given.api.get(VIRTUALSERVICES, given.ns, "shop")["spec"]["http"][1]["route"]  # type: ignore[index]
+        assert route == [
+            {"destination": {"host": "shop", "subset": "shop-v2", "port": {"number": 8080}}, "weight": 100}
+        ]
+
+    timeline = history.timeline("shop")
+    stray = [(revision, named, defined) for revision, named, defined in timeline if not set(named) <= set(defined)]
+    assert stray == [], f"the route named a subset its rule did not define: {stray}"
+    assert ["shop-v1", "shop-v2"] in [named for _, named, _ in timeline], "the canary named both subsets"
+    rules = [defined for _, _, defined in timeline]
+    assert [r for i, r in enumerate(rules) if i == 0 or r != rules[i - 1]] == [
+        [],
+        ["shop-v1"],
+        ["shop-v1", "shop-v2"],
+        ["shop-v2"],
+    ], "the rule's subsets: v1, then v2 added before the canary, v1 removed after the promotion"
+
+    given.api.delete(MODELDEPLOYMENTS, given.ns, "shop")
+    eventually(lambda: given.api.get(DESTINATIONRULES, given.ns, "shop") is None, timeout=60)
+
+
+def test_what_the_istio_router_writes_passes_istios_schema_strictly_and_the_schema_can_refuse(
+    givens: Callable[..., Given],
+) -> None:
+    """The rule and the route the operator builds pass the API server's strictest check (field validation Strict:
+    an unknown field is an error, not pruned), against Istio's CRDs; and those CRDs do refuse what is not Istio's
+    shape (a weight that is not an integer, a subset without a name, a field Istio does not have), so this proves
+    the schema in effect is Istio's, not one that accepts anything."""
+    given = givens("istio", prefix="schema")  # no operator watches it: only the API server judges
+    ns = given.ns
+    api = kubernetes.client.CustomObjectsApi(given.cluster.client)
+    body = model_deployment("shop", "v2", "istio", "unused", host="shop.ml.svc.cluster.local")
+    body["metadata"].update(namespace=ns, uid="0f1e2d3c-0000-4000-8000-000000000001")
+    md = ModelDeployment.model_validate({"metadata": body["metadata"], "spec": body["spec"]})
+    rule = build_destination_rule(md, "shop.ml.svc.cluster.local", [subset("shop", "v1"), subset("shop", "v2")])
+    router = router_for(md.spec, ns, "shop", given.api)
+    assert isinstance(router, VirtualServiceRouter)
+    vs = route("istio", "shop")
+    assert vs is not None
+    vs[1]["spec"]["http"][1]["route"] = router.render({"v1": 90, "v2": 10})
+
+    def create(plural: str, obj: Obj) -> Any:
+        return api.create_namespaced_custom_object(*ISTIO, ns, plural, obj, dry_run="All", field_validation="Strict")
+
+    create("destinationrules", rule)
+    create("virtualservices", vs[1])
+
+    wrong_type = json.loads(json.dumps(vs[1]))
+    wrong_type["spec"]["http"][1]["route"][0]["weight"] = "ninety"
+    nameless = json.loads(json.dumps(rule))
+    del nameless["spec"]["subsets"][0]["name"]
+    unknown = json.loads(json.dumps(rule))
+    unknown["spec"]["subsets"][0]["selector"] = {"version": "v1"}
+    for plural, obj, status, says in (
+        ("virtualservices", wrong_type, 422, "spec.http[1].route[0].weight"),
+        ("destinationrules", nameless, 422, "spec.subsets[0].name"),
+        ("destinationrules", unknown, 400, 'unknown field "spec.subsets[0].selector"'),  # strict decoding: 400
+    ):
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            create(plural, obj)
+        answer = json.loads(refused.value.body)
+        assert (refused.value.status, says in answer["message"]) == (status, True), answer
+
+
+def test_a_destination_rule_that_is_not_the_operators_is_left_alone_and_the_deployment_says_so(
+    givens: Callable[..., Given], kube: KubeCluster
+) -> None:
+    """Given v1 serving through the VirtualService (destination: its Service) and a DestinationRule ``shop`` that
+    the mesh team made, when the ModelDeployment turns to host mode with v2, then the operator changes neither the
+    rule nor the route (v1 keeps serving), and says why in condition Blocked and one Warning event, reconcile after
+    reconcile. Once the team's rule is gone, the operator makes its own and the rollout goes on."""
+    given = givens("istio")
+    given.deployed("shop", "v1")
+    theirs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "shop", "labels": {"team": "mesh"}},
+        "spec": {"host": "shop", "subsets": [{"name": "stable", "labels": {"track": "stable"}}]},
+    }
+    given.api.create(DESTINATIONRULES, given.ns, theirs)
+    before = given.api.get(DESTINATIONRULES, given.ns, "shop")
+    assert before is not None
+    route_before = given.api.get(VIRTUALSERVICES, given.ns, "shop")["spec"]  # type: ignore[index]
+
+    given.errors("v2", 0.0)
+    spec = {"model": {"version": "v2", "uri": "file:///models/v2.pkl"}, "traffic": {"istio": {"host": "shop"}}}
+    given.api.patch(MODELDEPLOYMENTS, given.ns, "shop", {"spec": spec})
+
+    def blocked() -> dict[str, Any]:
+        found = {c["type"]: c for c in given.status("shop").get("conditions", [])}.get("Blocked")
+        assert (found or {}).get("status") == "True", found
+        assert found is not None
+        return found
+
+    found = eventually(blocked, timeout=60)
+    assert found["reason"] == "ObjectNotOwned"
+    assert found["message"].startswith(
+        f"DestinationRule {given.ns}/shop exists and does not belong to ModelDeployment 'shop'"
+    ), found
+    assert "delete or rename it" in found["message"], found
+    # the operator keeps trying (it reads the rule again and again) and says it once
+    log = given.cluster.requests
+    tries = len(log.matching(user=kube.operator_user, verb="get", resource="destinationrules", namespace=given.ns))
+    eventually(
+        lambda: (
+            len(log.matching(user=kube.operator_user, verb="get", resource="destinationrules", namespace=given.ns))
+            >= tries + 3
+        ),
+        timeout=30,
+    )
+    (event,) = events_of(given, "shop", "ObjectNotOwned")
+    assert (event["type"], event.get("count", 1), event["message"]) == ("Warning", 1, found["message"])
+    assert given.api.get(DESTINATIONRULES, given.ns, "shop") == before, "their rule: not a field changed"
+    assert given.api.get(VIRTUALSERVICES, given.ns, "shop")["spec"] == route_before, "nor the route"  # type: ignore[index]
+    status = given.status("shop")
+    assert (status["phase"], status["stableVersion"], given.weights("shop")) == ("Promoted", "v1", {"v1": 100})
+    assert condition(given, "shop", "Ready")["status"] == "True", "v1 keeps serving"
+
+    given.api.delete(DESTINATIONRULES, given.ns, "shop")
+    eventually(lambda: given.status("shop").get("stableVersion") == "v2", timeout=150)
+    assert condition(given, "shop", "Blocked")["status"] == "False"
+    rule = given.api.get(DESTINATIONRULES, given.ns, "shop")
+    assert rule is not None
+    assert rule["metadata"]["ownerReferences"][0]["uid"] == given.md("shop")["metadata"]["uid"]

@@ -203,6 +203,7 @@ NAMESPACED_USE = [
     *[(v, "", "events", "") for v in ("get", "create", "patch")],
     *[(v, "gateway.networking.k8s.io", "httproutes", "") for v in ("get", "patch")],
     *[(v, "networking.istio.io", "virtualservices", "") for v in ("get", "patch")],
+    *[(v, "networking.istio.io", "destinationrules", "") for v in ("get", "create", "patch")],
 ]
 #: kopf's own needs, cluster-scoped.
 KOPF_USE = [

@@ -90,6 +90,9 @@ ClusterRole; the namespaced install in a Role per watched namespace. Least privi
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
   verbs: [get, patch]
+- apiGroups: [networking.istio.io]
+  resources: [destinationrules]
+  verbs: [get, create, patch]
 {{- end }}
 
 {{/* kopf reads CRDs to find the resources it serves: cluster-scoped in both install modes. */}}

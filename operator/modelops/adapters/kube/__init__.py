@@ -18,6 +18,7 @@ from .adapter import (
 )
 from .api import (
     DEPLOYMENTS,
+    DESTINATIONRULES,
     EVENTS,
     HTTPROUTES,
     JOBS,
@@ -52,6 +53,7 @@ from .objects import (
 
 __all__ = [
     "DEPLOYMENTS",
+    "DESTINATIONRULES",
     "EVENTS",
     "HTTPROUTES",
     "JOBS",
