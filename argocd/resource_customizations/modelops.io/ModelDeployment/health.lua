@@ -4,7 +4,9 @@
 -- Suspended: the rollout is paused (by request, or waiting for approvals).
 -- Degraded: invalid spec, gates failed, rolled back (the spec's version is not running), or condition Degraded
 -- True, or Unknown (NoData: monitoring had no data for degradedAfter checks in a row, so nobody can say the model is
--- fine; it is not Progressing either, since it does not resolve by itself).
+-- fine; it is not Progressing either, since it does not resolve by itself), or condition Blocked True (an object the
+-- operator must write is someone else's: its status stays at the generation before), or condition RouteAccepted
+-- False (the Gateway's controller rejected the route the operator wrote).
 local hs = {}
 
 local function condition(status, ctype)
@@ -30,6 +32,19 @@ local status = obj.status
 if status == nil or status.phase == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to report status"
+  return hs
+end
+
+local blocked = condition(status, "Blocked")
+if blocked ~= nil and blocked.status == "True" then
+  hs.status = "Degraded"
+  hs.message = "Blocked (" .. (blocked.reason or "Blocked") .. "): " .. (blocked.message or "")
+  return hs
+end
+local route = condition(status, "RouteAccepted")
+if route ~= nil and route.status == "False" then
+  hs.status = "Degraded"
+  hs.message = "Route rejected by the Gateway (" .. (route.reason or "") .. "): " .. (route.message or "")
   return hs
 end
 
