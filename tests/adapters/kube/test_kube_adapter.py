@@ -388,3 +388,31 @@ def test_in_a_pod_of_several_containers_the_limit_is_the_kubelets_share_of_12_ki
     outcome = adapter.job_result("fraud-gate-acc")
     assert outcome.state is JobState.FAILED
     assert "cut at the 3072-byte termination message limit" in outcome.message, outcome.message
+
+
+def test_an_old_services_selector_gets_the_component_key_only_once_its_pods_carry_it(
+    kube: InMemoryKube, adapter: KubeAdapter
+) -> None:
+    """Upgrade: a Service and Deployment made before serving Pods carried modelops.io/component. Adding the key to
+    the selector while the labelled Pods roll out would leave the Service without endpoints: it waits for them."""
+    md = make_md()
+    adapter.ensure_workload(md, "1.1.0", URI, replicas=2)
+    # as an older operator made them: no component label anywhere
+    old = {"modelops.io/component": None}
+    kube.edit(SERVICES, NAMESPACE, "fraud-1-1-0", {"spec": {"selector": old}})
+    kube.edit(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0", {"spec": {"template": {"metadata": {"labels": old}}}})
+
+    def selector() -> dict[str, str]:
+        return dict(kube.objects[(SERVICES, NAMESPACE, "fraud-1-1-0")]["spec"]["selector"])
+
+    assert adapter.ensure_workload(md, "1.1.0", URI, replicas=2) is True  # the Pod template gets the label
+    deployment = kube.objects[(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0")]
+    assert deployment["spec"]["template"]["metadata"]["labels"]["modelops.io/component"] == "server"
+    assert "modelops.io/component" not in selector(), "not while the labelled Pods are rolling out"
+
+    generation = deployment["metadata"].get("generation", 1)
+    rolled_out = {"observedGeneration": generation, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
+    kube.edit(DEPLOYMENTS, NAMESPACE, "fraud-1-1-0", {"status": rolled_out})
+    assert adapter.ensure_workload(md, "1.1.0", URI, replicas=2) is True
+    assert selector()["modelops.io/component"] == "server"
+    assert adapter.ensure_workload(md, "1.1.0", URI, replicas=2) is False

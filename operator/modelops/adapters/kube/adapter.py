@@ -19,7 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelops.api.deployment import ModelDeployment, ModelDeploymentSpec
-from modelops.core.naming import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGER, workload_name
+from modelops.core.naming import (
+    COMPONENT_LABEL,
+    DEPLOYMENT_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    SERVER_COMPONENT,
+    workload_name,
+)
 from modelops.core.observations import JobResult, JobState, ObservedObject
 
 from .api import DEPLOYMENTS, EVENTS, JOBS, PODS, SERVICES, Conflict, KubeApi, Obj, Resource, as_kube_api
@@ -96,13 +103,41 @@ class KubeAdapter:
         else:
             count = md.spec.server.replicas if replicas is None else replicas
             wrote = self._ensure(DEPLOYMENTS, md, build_deployment(md, version, uri, replicas=count))
-        return self._ensure(SERVICES, md, build_service(md, version)) or wrote
+        service = build_service(md, version)
+        name = service["metadata"]["name"]
+        return self._ensure(SERVICES, md, self._upgrade_safe(service, [name])) or wrote
 
     def ensure_shared_service(self, md: ModelDeployment) -> bool:
         """The ``replicas`` router's Service (``spec.traffic.replicas.service``); no-op for other routers."""
         if md.spec.traffic.replicas is None:
             return False
-        return self._ensure(SERVICES, md, build_shared_service(md, md.spec.traffic.replicas.service))
+        service = build_shared_service(md, md.spec.traffic.replicas.service)
+        selector = {MANAGED_BY_LABEL: MANAGER, DEPLOYMENT_LABEL: md.metadata.name}
+        names = [d["metadata"]["name"] for d in self.api.list(DEPLOYMENTS, self.namespace, selector)]
+        return self._ensure(SERVICES, md, self._upgrade_safe(service, names))
+
+    def _upgrade_safe(self, service: Obj, deployments: list[str]) -> Obj:
+        """``service``, or, while its Pods do not all carry ``modelops.io/component: server`` yet, the same without
+        that key in its selector.
+
+        Services made before the serving Pods carried the label select them without it. Adding it to such a
+        Service while its Deployment rolls the labelled Pods out would leave it without endpoints until they are
+        ready: the key goes in once every Deployment behind it has rolled out Pods that carry it (at a later
+        ensure). A new Service gets it at once (its Pods are new too)."""
+        current = self.api.get(SERVICES, self.namespace, service["metadata"]["name"])
+        if current is None or COMPONENT_LABEL in ((current.get("spec") or {}).get("selector") or {}):
+            return service
+        for name in deployments:
+            deployment = self.api.get(DEPLOYMENTS, self.namespace, name)
+            template = (((deployment or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+            if deployment is None or (template.get("labels") or {}).get(COMPONENT_LABEL) != SERVER_COMPONENT:
+                break
+            if not deployment_ready(deployment):
+                break
+        else:
+            return service
+        selector = {k: v for k, v in service["spec"]["selector"].items() if k != COMPONENT_LABEL}
+        return {**service, "spec": {**service["spec"], "selector": selector}}
 
     def delete_workload(self, md: ModelDeployment, version: str) -> bool:
         """Delete ``version``'s Deployment and Service when (and only when) they are ``md``'s; whether any went."""
