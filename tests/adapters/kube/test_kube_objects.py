@@ -162,17 +162,23 @@ def test_job_from_template_gets_defaults_labels_and_env() -> None:
     md = make_md()
     env = {"MODEL_VERSION": "1.1.0", "MODEL_URI": "s3://new", "STABLE_URI": "s3://old"}
     job = build_job(
-        md, "fraud-gate-acc", template, job_labels={"modelops.io/gate": "acc"}, env=env, timeout=timedelta(minutes=30)
+        md,
+        "fraud-gate-acc",
+        template,
+        job_labels={"modelops.io/gate": "acc", "modelops.io/version": "1.1.0"},
+        env=env,
+        timeout=timedelta(minutes=30),
     )
 
     assert template == before, "the template in the spec must not be mutated"
     assert job["metadata"]["name"] == "fraud-gate-acc"
-    assert job["metadata"]["labels"] == {**OWNER_LABELS, "modelops.io/gate": "acc"}
+    assert job["metadata"]["labels"] == {**OWNER_LABELS, "modelops.io/gate": "acc", "modelops.io/version": "1.1.0"}
     assert owned_by(job, md)
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
     assert spec["activeDeadlineSeconds"] == 1800
     pod = spec["template"]
+    # the Pod does not carry the version label: nothing that selects a version's serving Pods by it selects a Job's
     assert pod["metadata"]["labels"] == {"team": "risk", **OWNER_LABELS, "modelops.io/gate": "acc"}
     assert pod["spec"]["restartPolicy"] == "Never"
     for container in pod["spec"]["containers"]:

@@ -196,8 +196,10 @@ def build_job(
 
     Added, without overriding what the template sets: ``backoffLimit: 0`` (a gate runs once: a retry would hide a
     flaky model test), ``activeDeadlineSeconds`` from ``timeout`` (the API server then fails the Job by itself),
-    ``restartPolicy: Never``. The owner labels and ``job_labels`` go on the Job and its pods; ``env`` is set on every
-    container (replacing variables of the same name).
+    ``restartPolicy: Never``. The owner labels and ``job_labels`` go on the Job; its Pods get them too except the
+    version label, so that a Job's Pod is never one of the version's serving Pods to anything that selects them by
+    version (a version's Service, an Istio subset). ``env`` is set on every container (replacing variables of the
+    same name).
     """
     spec: Obj = copy.deepcopy(dict(template))
     spec.setdefault("backoffLimit", 0)
@@ -206,7 +208,8 @@ def build_job(
     all_labels = {**job_labels, **owner_labels(md)}
     pod = spec.setdefault("template", {})
     pod_meta = pod.setdefault("metadata", {})
-    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **all_labels}
+    pod_labels = {k: v for k, v in all_labels.items() if k != VERSION_LABEL}
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **pod_labels}
     pod_spec = pod.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
     for container in pod_spec.get("containers") or []:

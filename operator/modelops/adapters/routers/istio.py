@@ -52,11 +52,9 @@ from modelops.adapters.kube import (
 )
 from modelops.api.deployment import IstioRouter, ModelDeployment
 from modelops.core.naming import (
-    COMPONENT_LABEL,
     DEPLOYMENT_LABEL,
     MANAGED_BY_LABEL,
     MANAGER,
-    SERVER_COMPONENT,
     VERSION_LABEL,
 )
 
@@ -65,21 +63,17 @@ from .base import ListRouteRouter, RouteObservation, RouterError, check_weights,
 
 def subset(md_name: str, version: str) -> Obj:
     """One version's subset: named like the version's Service, selecting its serving Pods by the labels that name the
-    ModelDeployment and the version, and ``modelops.io/component: server`` (as the Service does: a gate or
-    retraining Job's Pod carries the version's labels too, and serves nothing).
+    ModelDeployment and the version. Not by ``modelops.io/component``: Pods made by an older operator lack it, and a
+    subset that left them out would have no endpoints while they roll over; a gate or retraining Job's Pod does not
+    carry the version label, so it is never in a subset.
 
     >>> subset("fraud", "1.1.0")["name"]
     'fraud-1-1-0'
     >>> sorted(subset("fraud", "1.1.0")["labels"].items())  # doctest: +NORMALIZE_WHITESPACE
-    [('app.kubernetes.io/managed-by', 'modelops'), ('modelops.io/component', 'server'),
-     ('modelops.io/deployment', 'fraud'), ('modelops.io/version', '1.1.0')]
+    [('app.kubernetes.io/managed-by', 'modelops'), ('modelops.io/deployment', 'fraud'),
+     ('modelops.io/version', '1.1.0')]
     """
-    labels = {
-        MANAGED_BY_LABEL: MANAGER,
-        DEPLOYMENT_LABEL: md_name,
-        VERSION_LABEL: version,
-        COMPONENT_LABEL: SERVER_COMPONENT,
-    }
+    labels = {MANAGED_BY_LABEL: MANAGER, DEPLOYMENT_LABEL: md_name, VERSION_LABEL: version}
     return {"name": workload_name(md_name, version), "labels": labels}
 
 
