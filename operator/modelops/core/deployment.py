@@ -581,10 +581,12 @@ class _Tick:
         waits (Progressing says for what), and rolls back once ``progressDeadline`` passes without acceptance."""
         st, obs = self.st, self.obs
         accepted = obs.route_acceptance
-        if obs.route_matches is True and accepted is not None and accepted.state == Acceptance.ACCEPTED:
+        # Not at the instant the step was entered: what was observed then is the route before this step's weights.
+        entered = st.last_progress_at is not None and self.now <= st.last_progress_at
+        if not entered and obs.route_matches is True and accepted is not None and accepted.state == Acceptance.ACCEPTED:
             st.step_started_at = self.now
             return True
-        detail = accepted.message if accepted is not None else NOT_READ_BACK
+        detail = accepted.message if accepted is not None and not entered else NOT_READ_BACK
         if self.deadline_passed():
             deadline = self.spec.rollout.progress_deadline
             self.rollback(Reason.ROUTE_NOT_ACCEPTED, f"route not accepted within {deadline} at {where}: {detail}")
