@@ -23,7 +23,7 @@ from modelops.sandbox.cluster import NODE_NAME
 from modelops.sandbox.env import HTTPROUTES, ModelEntry, SandboxEnv
 from modelops.sandbox.node import Client
 from modelops.sandbox.node._kube import DEPLOYMENTS, PODS, SERVICES, Kind
-from modelops.sandbox.traefik import route_host
+from modelops.sandbox.traefik import CONTROLLER, route_host
 from node.helpers import alive, deployment, gone, wait_for
 
 from .target import local_cluster_only
@@ -115,8 +115,15 @@ def test_traefik_follows_the_httproute_weights_and_accepts_the_route(env: Sandbo
         30,
         "Traefik accepting the route's last generation",
     )
-    assert "traefik.io/gateway-controller" not in accepted.message  # accepted: the message names the Gateway
     assert accepted.message.startswith("accepted by Gateway default/sandbox")
+    # and that is Traefik's own word, in the route's status, for the generation last written
+    route = kube.get(HTTPROUTES, "default", "recommender") or {}
+    (parent,) = route["status"]["parents"]
+    assert parent["controllerName"] == CONTROLLER
+    conditions = {c["type"]: c for c in parent["conditions"]}
+    for type_ in ("Accepted", "ResolvedRefs"):
+        assert conditions[type_]["status"] == "True"
+        assert conditions[type_]["observedGeneration"] == route["metadata"]["generation"]
     # the Pods are the real controllers', bound by the real scheduler to the node agent's Node
     for pod in kube.list(PODS, "default"):
         assert pod["spec"]["nodeName"] == NODE_NAME

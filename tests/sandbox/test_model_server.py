@@ -77,6 +77,8 @@ def test_broken_version_answers_500_on_out_of_range_inputs_and_counts_them(serve
     assert ok.status_code == 200
     assert failed.status_code == 500
     assert "f3" in failed.json()["error"]
+    # an error answer names the server that gave it, as a success does
+    assert (failed.json()["model"], failed.json()["version"]) == (ok.json()["model"], "v3")
     with pytest.raises(InputOutOfRange):  # the server's answer is the artifact's own failure
         load_artifact(server.model_uri).predict(bad_row[None, :])
     got = counters(server)

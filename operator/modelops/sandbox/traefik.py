@@ -199,7 +199,9 @@ class Traefik:
             except httpx.HTTPError:
                 pass
             if time.monotonic() >= deadline:
-                raise TraefikError(f"traefik did not answer /ping within {timeout:g}s:\n{self.tail()}")
+                message = f"traefik did not answer /ping within {timeout:g}s:\n{self.tail()}"
+                self.stop()  # nobody else holds it yet: the caller gets no Traefik to stop
+                raise TraefikError(message)
             time.sleep(0.2)
 
     def stop(self) -> None:

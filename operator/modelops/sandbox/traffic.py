@@ -53,6 +53,9 @@ class TrafficStats:
     by_status: collections.Counter[int] = field(default_factory=collections.Counter)
     #: ``model/version`` of the server that answered (what the answer's body says)
     by_backend: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: error answers (not 2xx) by ``model/version`` of the server that gave them; ``""``: no model server did
+    #: (the data plane answered itself, a 502 say)
+    errors_by_backend: collections.Counter[str] = field(default_factory=collections.Counter)
     by_version: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
@@ -235,6 +238,7 @@ class TrafficDriver:
                 s.failure_kinds[failure] += 1
                 return
             s.by_status[answer.status_code] += 1
+            backend = ""
             if body is not None and "version" in body:
                 backend = f"{body.get('model', '')}/{body['version']}"
                 s.by_backend[backend] += 1
@@ -245,6 +249,7 @@ class TrafficDriver:
                     segment.by_backend[backend] += 1
             if not answer.is_success or body is None:
                 s.errors += 1
+                s.errors_by_backend[backend] += 1
                 return
             s.ok += 1
             s.by_version[str(body.get("version", ""))] += 1

@@ -375,13 +375,15 @@ class Scenario:
         )
         self.require(f"{REPLACEMENT} serves the traffic after the retirement", True)
         stats = self.driver.stats()
-        broken = stats.by_backend[f"{MODEL}/v3"]
-        lost = stats.failures + sum(n for code, n in stats.by_status.items() if code not in (200, 500))
+        broken = f"{MODEL}/v3"
+        others = {b: n for b, n in stats.errors_by_backend.items() if b != broken}
         self.require(
             "no request was lost through every weight change (the only errors are v3's own 500s)",
-            lost == 0 and stats.by_status[500] <= broken,
+            stats.failures == 0
+            and not others
+            and stats.errors == stats.by_status[500] == stats.errors_by_backend[broken],
             f"{stats.failures} without answer {dict(stats.failure_kinds)}, statuses {dict(stats.by_status)}, "
-            f"{broken} requests to v3",
+            f"errors by server {dict(stats.errors_by_backend)}",
         )
         watcher = self.route_segments
         segments = self.driver.segments()

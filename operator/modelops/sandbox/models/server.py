@@ -240,6 +240,8 @@ class ModelServer:
             status, answer = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"}
         if status != HTTPStatus.OK:
             self.metrics.errors.inc()
+            # an error answer says who gave it too, so a client can tell the model's errors from the path's
+            answer = {**answer, "model": self.model_name, "version": self.model_version}
         self.metrics.duration.observe(time.perf_counter() - started)
         return status, answer
 
