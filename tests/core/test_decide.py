@@ -410,6 +410,12 @@ CASES = {
         actions=[SetWeights({"v1": 100}), DeleteWorkload("v2")],
         check=lambda d: cond(d, "Progressing").reason == "RouteNotAccepted" and "BackendNotFound" in d.status.message,
     ),
+    "a_route_condition_goes_when_the_router_is_no_longer_gateway_api": Case(
+        promoted(conditions=[Condition(type="RouteAccepted", status="False", reason="BackendNotFound")]),
+        spec={"traffic": {"router": "replicas", "replicas": {"service": "churn"}}},
+        generation=1,
+        check=lambda d: get_condition(d.status.conditions, "RouteAccepted") is None,
+    ),
     "candidate_never_ready_rolls_back_at_the_deadline": Case(
         progressing(None),
         obs=obs(candidate_ready=False),

@@ -898,6 +898,9 @@ class _Tick:
         """``RouteAccepted`` from what the route's controller reported (kept as it was when the route was not read);
         a Warning event when it turns to a rejection, or the rejection's message changes."""
         accepted = self.obs.route_acceptance
+        if self.spec.traffic.router != "gatewayAPI":
+            # another router now: what a Gateway said of the old route says nothing any more
+            return [c for c in cs if c.type != ConditionType.ROUTE_ACCEPTED]
         if accepted is None:
             return cs
         statuses: dict[Acceptance, ConditionStatus] = {Acceptance.ACCEPTED: "True", Acceptance.REJECTED: "False"}

@@ -34,16 +34,28 @@ BLOCKS = 2 ** (BLOCK_PREFIX - POD_RANGE.prefixlen)
 
 
 def ensure_local_route(network: ipaddress.IPv4Network = POD_RANGE) -> None:
-    """Make ``network`` local to this machine (idempotent); a clear error when that is not allowed."""
+    """Make ``network`` local to this machine (idempotent); a clear error when that is not allowed, or when the
+    machine already routes part of it somewhere (a VPN or a proxy's fake-IP range use 198.18.0.0/15 too)."""
     ip = shutil.which("ip")
     if ip is None:
         raise RuntimeError("the node agent needs `ip` (Debian package iproute2) to route its Pod addresses")
     shown = subprocess.run([ip, "route", "show", "table", "local", str(network)], capture_output=True, text=True)
     if shown.returncode == 0 and str(network) in shown.stdout:
         return
-    done = subprocess.run(
-        [ip, "route", "replace", "local", str(network), "dev", "lo"], capture_output=True, text=True, check=False
-    )
+    routed = subprocess.run([ip, "-o", "route", "show", "table", "all", "match", str(network.network_address)],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    taken = [
+        line for line in routed.stdout.splitlines() if line and not line.startswith(("default", "local ", "broadcast "))
+    ]
+    if taken:
+        raise RuntimeError(
+            f"the node agent's Pod range {network} is routed on this machine already ({taken[0].strip()}); "
+            "it will not take it over"
+        )
+    command = [ip, "route", "replace", "local", str(network), "dev", "lo"]
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        command = ["sudo", "-n", *command]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(
             f"the node agent could not make its Pod range {network} local to this machine "
