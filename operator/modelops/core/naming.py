@@ -19,6 +19,22 @@ COMPONENT_LABEL = "modelops.io/component"
 SERVER_COMPONENT = "server"
 
 
+def owner_labels(deployment_name: str, model_name: str | None) -> dict[str, str]:
+    """The labels that mark an object as one ModelDeployment's: every child carries them, and nothing is deleted
+    unless they (and an ownerReference) match. The one place they are spelled (``model_name`` unknown: left out).
+
+    >>> owner_labels("fraud", "fraud-model")
+    {'app.kubernetes.io/managed-by': 'modelops', 'modelops.io/model': 'fraud-model', 'modelops.io/deployment': 'fraud'}
+    >>> owner_labels("fraud", None)
+    {'app.kubernetes.io/managed-by': 'modelops', 'modelops.io/deployment': 'fraud'}
+    """
+    labels = {MANAGED_BY_LABEL: MANAGER}
+    if model_name:
+        labels[MODEL_LABEL] = model_name
+    labels[DEPLOYMENT_LABEL] = deployment_name
+    return labels
+
+
 def dns_label(name: str) -> str:
     """``name`` with '.' replaced by '-', cut to 63 characters with a hash of the full name when too long.
 

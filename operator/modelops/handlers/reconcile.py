@@ -79,6 +79,7 @@ from modelops.core import (
     mark_blocked,
     mark_invalid_spec,
     monitoring_due,
+    naming,
     pending_requests,
     plan_retirement,
     set_condition,
@@ -617,9 +618,7 @@ def deployment_view(kube: KubeAdapter, body: Mapping[str, Any] | None) -> Deploy
     status = _parse_status(ModelDeploymentStatus, body.get("status") or {})
     ready = False
     model_name = ((body.get("spec") or {}).get("model") or {}).get("name", "")
-    labels = {"app.kubernetes.io/managed-by": "modelops", "modelops.io/deployment": meta.name}
-    if model_name:
-        labels["modelops.io/model"] = model_name
+    labels = naming.owner_labels(meta.name, model_name or None)
     if status.stable_version is not None:
         obj = kube.api.get(DEPLOYMENTS, meta.namespace, workload_name(meta.name, status.stable_version))
         ready = obj is not None and deployment_ready(obj)

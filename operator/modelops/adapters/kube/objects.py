@@ -16,12 +16,9 @@ from kubernetes.utils import parse_quantity
 
 from modelops.api.common import API_VERSION
 from modelops.api.deployment import KIND, ModelDeployment
+from modelops.core import naming
 from modelops.core.naming import (
     COMPONENT_LABEL,
-    DEPLOYMENT_LABEL,
-    MANAGED_BY_LABEL,
-    MANAGER,
-    MODEL_LABEL,
     SERVER_COMPONENT,
     VERSION_LABEL,
     workload_name,
@@ -37,7 +34,7 @@ PORT_NAME = "http"
 
 def owner_labels(md: ModelDeployment) -> dict[str, str]:
     """The labels that mark an object as this ModelDeployment's (every child has at least these)."""
-    return {MANAGED_BY_LABEL: MANAGER, MODEL_LABEL: md.spec.model.name, DEPLOYMENT_LABEL: md.metadata.name}
+    return naming.owner_labels(md.metadata.name, md.spec.model.name)
 
 
 def labels(md: ModelDeployment, version: str) -> dict[str, str]:
