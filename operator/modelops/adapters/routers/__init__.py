@@ -14,8 +14,8 @@ from .base import (
     nonzero,
     percentages,
     read_modify_write,
-    router_for,
 )
+from .factory import router_for
 from .fake import FakeRouter
 from .gateway_api import HTTPRouteRouter
 from .istio import VirtualServiceRouter

@@ -1,4 +1,4 @@
-"""The traffic router protocol, shared helpers and the factory keyed on ``spec.traffic.router``.
+"""The traffic router protocol and the helpers the routers share (the factory is ``routers.factory``).
 
 Modelled on Flagger's ``Interface`` (``SetRoutes``/``GetRoutes``/``Finalize``) and Argo Rollouts'
 ``TrafficRoutingReconciler`` (``SetWeight``/``VerifyWeight``/``RemoveManagedRoutes``). Weights are percent per
@@ -11,9 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from modelops.adapters.kube import Conflict, KubeApi, Obj, Resource, as_kube_api, workload_name
+from modelops.adapters.kube import Conflict, KubeApi, Obj, Resource, workload_name
 from modelops.adapters.kube.api import SERVICES
-from modelops.api.deployment import ModelDeploymentSpec
 from modelops.core.naming import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGER, VERSION_LABEL
 from modelops.core.observations import RouteAcceptance
 
@@ -173,25 +172,6 @@ class VersionNames:
                 out[svc["metadata"]["name"]] = version
         out.update({service: key for key, service in self.extra.items()})
         return out
-
-
-def router_for(spec: ModelDeploymentSpec, namespace: str, md_name: str, api_client: Any) -> Router:
-    """The router ``spec.traffic.router`` names; ``api_client`` is a ``kubernetes`` ApiClient or a ``KubeApi``."""
-    api = as_kube_api(api_client)
-    traffic = spec.traffic
-    if traffic.router == "gatewayAPI" and traffic.gateway_api is not None:
-        from .gateway_api import HTTPRouteRouter
-
-        return HTTPRouteRouter(api, namespace, md_name, traffic.gateway_api, port=spec.server.port)
-    if traffic.router == "istio" and traffic.istio is not None:
-        from .istio import VirtualServiceRouter
-
-        return VirtualServiceRouter(api, namespace, md_name, traffic.istio, port=spec.server.port)
-    if traffic.router == "replicas" and traffic.replicas is not None:
-        from .replicas import ReplicaRouter
-
-        return ReplicaRouter(api, namespace, md_name, total=spec.server.replicas)
-    raise ValueError(f"no settings for router {traffic.router!r}")
 
 
 class ListRouteRouter(ABC):
