@@ -646,11 +646,8 @@ def _drain_router(
     if status.stable_version is None or replacement.stable_version is None:
         return None
     router = rt.router(spec, meta.namespace, meta.name)
-    add = getattr(router, "add_backends", None)
-    if add is None:
-        raise RouterError(f"router {spec.traffic.router} cannot drain to another ModelDeployment")
     key = f"{replacement.name}/{replacement.stable_version}"
-    add({key: workload_name(replacement.name, replacement.stable_version)})
+    router.add_backends({key: workload_name(replacement.name, replacement.stable_version)})
     return router, status.stable_version, key
 
 

@@ -63,6 +63,11 @@ class Router(Protocol):
         """All traffic back to ``stable_version``; every other backend removed from the managed route."""
         ...
 
+    def add_backends(self, services: Mapping[str, str]) -> None:
+        """Let weights name backends that are not versions of this ModelDeployment (key -> Service name): what a
+        ModelRetirement drains to. A router that cannot route to another ModelDeployment raises RouterError."""
+        ...
+
 
 def check_weights(weights: Mapping[str, int]) -> dict[str, int]:
     """Validate a split: at least one version, each 0..100, summing to 100.

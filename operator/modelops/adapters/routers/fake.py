@@ -44,6 +44,9 @@ class FakeRouter:
         matches = nonzero(self.weights) == nonzero(check_weights(weights))
         return RouteObservation(dict(self.weights), matches, self.acceptance)
 
+    def add_backends(self, services: Mapping[str, str]) -> None:
+        self.calls.append(("add_backends", dict(services)))
+
     def finalize(self, stable_version: str) -> None:
         self.calls.append(("finalize", stable_version))
         if self.weights is not None and self.weights != {stable_version: 100}:

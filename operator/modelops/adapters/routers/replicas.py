@@ -144,6 +144,10 @@ class ReplicaRouter:
             return NO_ROUTE
         return RouteObservation(actual, self._verify_with(weights, deployments))
 
+    def add_backends(self, services: Mapping[str, str]) -> None:
+        """Replica counts split one ModelDeployment's traffic only: there is no route to drain to another one."""
+        raise RouterError("router replicas cannot drain to another ModelDeployment (use gatewayAPI or istio)")
+
     def finalize(self, stable_version: str) -> None:
         deployments = self._deployments()
         if stable_version not in deployments:
