@@ -21,10 +21,10 @@ from modelops.api import (
     parse_duration,
 )
 from modelops.api.common import API_VERSION
+from modelops.core.deployment import CANDIDATE_LIVE_PHASES as LIVE_PHASES
+from modelops.core.deployment import ROLLOUT_PHASES
 from modelops.core.requests import RequestAction
 
-ROLLOUT_PHASES = frozenset({Phase.VALIDATING, Phase.PROGRESSING, Phase.PAUSED})
-LIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
 #: Phases ``watch`` stops at: nothing moves any more without a new version or a request.
 FINAL_PHASES = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID})
 

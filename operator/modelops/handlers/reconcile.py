@@ -85,7 +85,7 @@ from modelops.core import (
     set_condition,
     workload_name,
 )
-from modelops.core.deployment import MAX_REQUESTS_PER_TICK, route_unconfirmed
+from modelops.core.deployment import MAX_REQUESTS_PER_TICK, ROLLOUT_PHASES, route_unconfirmed
 from modelops.core.naming import VERSION_LABEL
 from modelops.core.observations import RouteAcceptance
 from modelops.core.promql import TemplateError, render
@@ -98,8 +98,6 @@ log = logging.getLogger("modelops")
 IDLE_SECONDS = 60.0
 #: Never reconcile one object more often than this.
 MIN_SECONDS = 0.5
-
-ACTIVE_PHASES = frozenset({Phase.VALIDATING, Phase.PROGRESSING, Phase.PAUSED})
 
 
 def utcnow() -> datetime:
@@ -441,7 +439,7 @@ def next_wake(
         pause = parse_duration(steps[status.current_step].pause) if status.current_step < len(steps) else None
         if pause is None or now >= status.step_started_at + pause:
             due.append(now + timedelta(seconds=poll))
-    elif status.phase in ACTIVE_PHASES:
+    elif status.phase in ROLLOUT_PHASES:
         due.append(now + timedelta(seconds=poll))
     if status.retraining.phase == "Running":
         due.append(now + timedelta(seconds=poll))
