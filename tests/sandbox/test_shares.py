@@ -72,3 +72,18 @@ def test_the_driver_counts_each_answer_in_the_segment_it_was_sent_in(serve: Serv
     assert [c.ok for c in segment_checks(first)] == [True]
     # the second segment says 50/50, yet only v2 answered: the check sees it
     assert [(c.backend, c.ok) for c in segment_checks(second)] == [("demo-v2", False), ("demo-v1", False)]
+
+
+def test_answers_sent_just_before_a_segment_ends_are_set_apart() -> None:
+    """The data plane may take the next split a moment before it is seen accepted: the last ``settle`` seconds of
+    a segment are not judged against its weights (answers come back out of order, too)."""
+    segment = Segment({"m-v1": 100}, started=0.0, settle=1.0)
+    for sent in (1.5, 2.0, 5.0, 9.5, 9.2, 3.0):
+        segment.count(sent, "m/v1")
+    segment.count(9.8, "m/v2")  # the next split already served it
+    segment.end(10.0)
+    # 1.5, 2.0, 3.0 and 5.0 count; 9.2, 9.5 and v2's 9.8 fall in the last second
+    assert (dict(segment.by_backend), segment.settling) == ({"m/v1": 4}, 3)
+    segment.count(9.9, "m/v2")  # an answer that comes back after the end
+    assert (dict(segment.by_backend), segment.settling) == ({"m/v1": 4}, 4)
+    assert [c.ok for c in segment_checks(segment)] == [True]

@@ -72,14 +72,42 @@ class TrafficStats:
 
 @dataclass
 class Segment:
-    """The answers to requests sent while the route had ``weights`` (backend -> percent), by ``model/version``."""
+    """The answers to requests sent while the route had ``weights`` (backend -> percent), by ``model/version``.
+
+    Answers to requests sent within ``settle`` seconds of either end are set apart (``settling``): the data plane
+    takes new weights around the moment they are seen accepted, a little before or after it."""
 
     weights: dict[str, int]
     started: float
     settle: float
     by_backend: collections.Counter[str] = field(default_factory=collections.Counter)
-    #: answers to requests sent in the first ``settle`` seconds (not counted in ``by_backend``)
+    #: answers to requests sent in the first or the last ``settle`` seconds (not counted in ``by_backend``)
     settling: int = 0
+    #: when the next segment started (None: still the current one)
+    ended: float | None = None
+    #: (sent, backend) of the answers counted in the last ``settle`` seconds, to set apart when the segment ends
+    recent: collections.deque[tuple[float, str]] = field(default_factory=collections.deque)
+
+    def count(self, sent: float, backend: str) -> None:
+        near_end = self.ended is not None and sent >= self.ended - self.settle
+        if sent < self.started + self.settle or near_end:
+            self.settling += 1
+            return
+        self.by_backend[backend] += 1
+        self.recent.append((sent, backend))
+        while self.recent and self.recent[0][0] < sent - 2 * self.settle:  # a margin for answers out of order
+            self.recent.popleft()
+
+    def end(self, at: float) -> None:
+        """The next segment starts ``at``: what was counted in the last ``settle`` seconds before it is set apart."""
+        self.ended = at
+        for sent, backend in self.recent:  # answers come back out of order: look at each
+            if sent >= at - self.settle:
+                self.by_backend[backend] -= 1
+                self.settling += 1
+                if self.by_backend[backend] <= 0:
+                    del self.by_backend[backend]
+        self.recent.clear()
 
 
 class TrafficDriver:
@@ -146,7 +174,10 @@ class TrafficDriver:
     def mark(self, weights: dict[str, int], settle: float = 1.0) -> None:
         """From now on the route sends ``weights`` (backend -> percent): start a new segment."""
         with self._lock:
-            self._segments.append(Segment(dict(weights), time.monotonic(), settle))
+            now = time.monotonic()
+            if self._segments:
+                self._segments[-1].end(now)
+            self._segments.append(Segment(dict(weights), now, settle))
 
     def segments(self) -> list[Segment]:
         with self._lock:
@@ -243,10 +274,8 @@ class TrafficDriver:
                 backend = f"{body.get('model', '')}/{body['version']}"
                 s.by_backend[backend] += 1
                 segment = next((g for g in reversed(self._segments) if g.started <= sent), None)
-                if segment is not None and sent < segment.started + segment.settle:
-                    segment.settling += 1
-                elif segment is not None:
-                    segment.by_backend[backend] += 1
+                if segment is not None:
+                    segment.count(sent, backend)
             if not answer.is_success or body is None:
                 s.errors += 1
                 s.errors_by_backend[backend] += 1
