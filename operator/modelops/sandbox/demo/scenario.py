@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 from modelops.api import ModelDeploymentStatus
 from modelops.cli.plugin_view import request_body
 from modelops.sandbox.env import HTTPROUTES, SandboxEnv
@@ -248,6 +250,8 @@ class Scenario:
         self.require("v1 passed its gates", self.gate_phases(MODEL, "v1") == ["Passed"], str(self.status().gates))
         self.require("v1 deployed at 100% as the first version", self.history(MODEL, "v1") == "Initial")
         entry = self.env.gateway(f"{self.ns}/{MODEL}")
+        # Ready in status is not yet served by Traefik: its view of v1's endpoints may lag a moment behind
+        self.wait("Traefik serving v1", lambda: _served_through(entry.url, entry.headers), 30)
         self.driver = TrafficDriver(
             entry.url,
             rate=self.config.rate,
@@ -399,6 +403,14 @@ class Scenario:
             return self.client.get(kind, self.ns, name) is not None
         except ApiError:
             return False
+
+
+def _served_through(url: str, headers: dict[str, str]) -> bool:
+    """Whether the data plane reaches a ready model server (its /healthz answers 200 through the route)."""
+    try:
+        return httpx.get(f"{url}/healthz", headers=headers, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _distinct(values: list[int]) -> list[int]:
